@@ -1,0 +1,548 @@
+//! The campaign model and its validation.
+//!
+//! A [`Campaign`] is what the marketing team configures: when it runs, who sees it, on which placement and
+//! device, what it shows, how often, and how the audience is split into variants. [`Campaign::validate`]
+//! reports every problem at once, each with the JSON path of the field, so the backoffice can highlight them.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::str::FromStr;
+use serde::{Deserialize, Serialize};
+
+use crate::context::{AppVersion, Platform};
+use crate::ids::{CampaignId, SegmentId, Timestamp};
+
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_TITLE_LEN: usize = 200;
+pub const MAX_BODY_LEN: usize = 2000;
+pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_VARIANT_KEY_LEN: usize = 32;
+/// The variant a campaign without explicit variants serves.
+pub const DEFAULT_VARIANT: &str = "default";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub name: String,
+    /// Higher wins. Ties go to the lower campaign id (the older campaign), see [`crate::catalog`].
+    #[serde(default)]
+    pub priority: i32,
+    /// Where in the app the popup may appear (`login`, `home`, ...). Empty means any placement.
+    #[serde(default)]
+    pub placements: Vec<String>,
+    pub schedule: Schedule,
+    pub creative: Creative,
+    /// A/B variants. Empty means one variant, [`DEFAULT_VARIANT`], showing `creative`.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    #[serde(default)]
+    pub caps: Caps,
+    #[serde(default)]
+    pub audience: Audience,
+    #[serde(default)]
+    pub rules: Rules,
+    /// The most impressions the campaign may serve across all customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+}
+
+/// When a campaign may show: between `start` and `end`, and, if `windows` is not empty, only inside one of
+/// the recurring local-time windows of `time_zone`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub start: Timestamp,
+    /// Exclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Timestamp>,
+    /// IANA name, e.g. `Asia/Jakarta`. Required when there are windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+}
+
+/// A recurring local-time window, e.g. weekdays 09:00 to 17:00. A window whose end is not after its start
+/// runs overnight: `fri 22:00-02:00` covers Friday 22:00 to Saturday 02:00.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub days: Vec<Weekday>,
+    pub start: TimeOfDay,
+    pub end: TimeOfDay,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+
+    /// Monday is 0.
+    pub fn from_index(index: u32) -> Weekday {
+        Weekday::ALL[(index % 7) as usize]
+    }
+
+    pub fn previous(self) -> Weekday {
+        Weekday::from_index(self as u32 + 6)
+    }
+}
+
+/// Minutes after local midnight, written `HH:MM`. `24:00` is allowed as a window's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeOfDay(u16);
+
+impl TimeOfDay {
+    pub const MIDNIGHT: TimeOfDay = TimeOfDay(0);
+    pub const END_OF_DAY: TimeOfDay = TimeOfDay(24 * 60);
+
+    pub fn from_minutes(minutes: u16) -> Option<TimeOfDay> {
+        (minutes <= 24 * 60).then_some(TimeOfDay(minutes))
+    }
+
+    pub fn minutes(self) -> u16 {
+        self.0
+    }
+}
+
+impl FromStr for TimeOfDay {
+    type Err = &'static str;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        const EXPECTED: &str = "expected HH:MM between 00:00 and 24:00";
+        let (hours, minutes) = raw.split_once(':').ok_or(EXPECTED)?;
+        if hours.len() != 2 || minutes.len() != 2 {
+            return Err(EXPECTED);
+        }
+        let hours: u16 = hours.parse().map_err(|_| EXPECTED)?;
+        let minutes: u16 = minutes.parse().map_err(|_| EXPECTED)?;
+        if hours > 24 || minutes > 59 || (hours == 24 && minutes != 0) {
+            return Err(EXPECTED);
+        }
+        Ok(TimeOfDay(hours * 60 + minutes))
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.0 / 60, self.0 % 60)
+    }
+}
+
+impl Serialize for TimeOfDay {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <&str>::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the popup shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creative {
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<String>,
+    /// Free-form fields passed through to the app (button label, colours, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// One arm of an A/B test. A `control` variant is a holdout: its users see nothing from this campaign, so
+/// the lift of the other variants can be measured against them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    pub key: String,
+    pub weight: u32,
+    #[serde(default)]
+    pub control: bool,
+    /// Replaces the campaign's creative for this variant. None shows the campaign's creative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creative: Option<Creative>,
+}
+
+/// Per-customer frequency caps. Absent means unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caps {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_interval_seconds: Option<u32>,
+}
+
+/// Who may see the campaign: everyone or members of any of the `include` segments, minus members of any
+/// `exclude` segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audience {
+    #[serde(default)]
+    pub include: Include,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<SegmentId>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Include {
+    #[default]
+    Everyone,
+    AnyOf(Vec<SegmentId>),
+}
+
+/// Conditions on the request context. Each empty list or absent range accepts any value; a rule that is set
+/// rejects a request that does not say the value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<VersionRange>,
+    /// ISO 3166-1 alpha-2 codes, upper case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// BCP 47 tags. `id` matches `id-ID`; `id-ID` matches only `id-ID` (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locales: Vec<String>,
+}
+
+/// `min` inclusive, `max` exclusive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<AppVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<AppVersion>,
+}
+
+impl VersionRange {
+    pub fn contains(&self, version: AppVersion) -> bool {
+        self.min.is_none_or(|min| version >= min) && self.max.is_none_or(|max| version < max)
+    }
+}
+
+/// One validation problem: the JSON path of the field and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in a campaign, in field order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(transparent)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", error.field, error.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|e| e.field.as_str())
+    }
+}
+
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check(&mut self, ok: bool, field: impl Into<String>, message: &str) {
+        if !ok {
+            self.add(field, message);
+        }
+    }
+}
+
+impl Campaign {
+    /// The variants a customer is bucketed into: the declared ones, or the implicit default.
+    pub fn variant_count(&self) -> usize {
+        self.variants.len().max(1)
+    }
+
+    /// Checks every rule a campaign must satisfy to be served, and returns all violations.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut problems = Problems(Vec::new());
+        let p = &mut problems;
+        p.check(!self.name.trim().is_empty(), "name", "must not be empty");
+        p.check(
+            self.name.chars().count() <= MAX_NAME_LEN,
+            "name",
+            "is too long",
+        );
+        for (i, placement) in self.placements.iter().enumerate() {
+            p.check(
+                is_slug(placement),
+                format!("placements[{i}]"),
+                "must be 1-32 of a-z, 0-9, - and _",
+            );
+        }
+        validate_schedule(&self.schedule, p);
+        validate_creative(&self.creative, "creative", p);
+        validate_variants(&self.variants, p);
+        validate_caps(&self.caps, p);
+        validate_audience(&self.audience, p);
+        validate_rules(&self.rules, p);
+        p.check(
+            self.budget != Some(0),
+            "budget",
+            "must be at least 1 when set",
+        );
+        if problems.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(problems.0))
+        }
+    }
+}
+
+fn is_slug(text: &str) -> bool {
+    (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn validate_schedule(schedule: &Schedule, p: &mut Problems) {
+    if let Some(end) = schedule.end {
+        p.check(
+            end > schedule.start,
+            "schedule.end",
+            "must be after schedule.start",
+        );
+    }
+    match &schedule.time_zone {
+        Some(zone) => p.check(
+            crate::zone::is_plausible_name(zone),
+            "schedule.time_zone",
+            "is not an IANA zone name",
+        ),
+        None => p.check(
+            schedule.windows.is_empty(),
+            "schedule.time_zone",
+            "is required when there are windows",
+        ),
+    }
+    for (i, window) in schedule.windows.iter().enumerate() {
+        p.check(
+            !window.days.is_empty(),
+            format!("schedule.windows[{i}].days"),
+            "must name at least one day",
+        );
+        p.check(
+            window.start != TimeOfDay::END_OF_DAY,
+            format!("schedule.windows[{i}].start"),
+            "must be before 24:00",
+        );
+        p.check(
+            window.start != window.end,
+            format!("schedule.windows[{i}].end"),
+            "must differ from start (use 00:00-24:00 for a whole day)",
+        );
+    }
+}
+
+fn validate_creative(creative: &Creative, path: &str, p: &mut Problems) {
+    p.check(
+        !creative.title.trim().is_empty() || !creative.body.trim().is_empty(),
+        format!("{path}.title"),
+        "a popup needs a title or a body",
+    );
+    p.check(
+        creative.title.chars().count() <= MAX_TITLE_LEN,
+        format!("{path}.title"),
+        "is too long",
+    );
+    p.check(
+        creative.body.chars().count() <= MAX_BODY_LEN,
+        format!("{path}.body"),
+        "is too long",
+    );
+    if let Some(url) = &creative.image_url {
+        p.check(
+            url.len() <= MAX_URL_LEN && url.starts_with("https://") && url.len() > "https://".len(),
+            format!("{path}.image_url"),
+            "must be an https:// URL",
+        );
+    }
+    if let Some(url) = &creative.action_url {
+        p.check(
+            url.len() <= MAX_URL_LEN && is_absolute_url(url),
+            format!("{path}.action_url"),
+            "must be an absolute URL or app link (scheme://...)",
+        );
+    }
+}
+
+/// `scheme://rest`, with an RFC 3986 scheme: deep links such as `bankapp://promo` are common here.
+fn is_absolute_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+        && !url.chars().any(char::is_whitespace)
+}
+
+pub(crate) fn is_variant_key(key: &str) -> bool {
+    (1..=MAX_VARIANT_KEY_LEN).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn validate_variants(variants: &[Variant], p: &mut Problems) {
+    if variants.is_empty() {
+        return;
+    }
+    let mut total: u64 = 0;
+    for (i, variant) in variants.iter().enumerate() {
+        p.check(
+            is_variant_key(&variant.key),
+            format!("variants[{i}].key"),
+            "must be 1-32 of A-Z, a-z, 0-9, - and _",
+        );
+        p.check(
+            !variants[..i]
+                .iter()
+                .any(|earlier| earlier.key == variant.key),
+            format!("variants[{i}].key"),
+            "is used by another variant",
+        );
+        if variant.control {
+            p.check(
+                variant.creative.is_none(),
+                format!("variants[{i}].creative"),
+                "a control variant shows nothing",
+            );
+        }
+        if let Some(creative) = &variant.creative {
+            validate_creative(creative, &format!("variants[{i}].creative"), p);
+        }
+        total += u64::from(variant.weight);
+    }
+    p.check(total > 0, "variants", "weights must not all be zero");
+    p.check(
+        variants.iter().any(|v| !v.control && v.weight > 0),
+        "variants",
+        "at least one variant that is not a control must have weight",
+    );
+}
+
+fn validate_caps(caps: &Caps, p: &mut Problems) {
+    // Zero would mean "never show": pausing the campaign says that honestly.
+    p.check(
+        caps.lifetime != Some(0),
+        "caps.lifetime",
+        "must be at least 1 when set",
+    );
+    p.check(
+        caps.per_day != Some(0),
+        "caps.per_day",
+        "must be at least 1 when set",
+    );
+    p.check(
+        caps.min_interval_seconds != Some(0),
+        "caps.min_interval_seconds",
+        "must be at least 1 when set",
+    );
+    if let (Some(lifetime), Some(per_day)) = (caps.lifetime, caps.per_day) {
+        p.check(
+            per_day <= lifetime,
+            "caps.per_day",
+            "must not exceed caps.lifetime",
+        );
+    }
+}
+
+fn validate_audience(audience: &Audience, p: &mut Problems) {
+    if let Include::AnyOf(segments) = &audience.include {
+        p.check(
+            !segments.is_empty(),
+            "audience.include.any_of",
+            "must name at least one segment",
+        );
+        for (i, segment) in segments.iter().enumerate() {
+            p.check(
+                !audience.exclude.contains(segment),
+                format!("audience.include.any_of[{i}]"),
+                "is also excluded",
+            );
+        }
+    }
+}
+
+fn validate_rules(rules: &Rules, p: &mut Problems) {
+    if let Some(VersionRange {
+        min: Some(min),
+        max: Some(max),
+    }) = &rules.app_version
+    {
+        p.check(
+            min < max,
+            "rules.app_version.max",
+            "must be greater than min",
+        );
+    }
+    for (i, country) in rules.countries.iter().enumerate() {
+        p.check(
+            country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()),
+            format!("rules.countries[{i}]"),
+            "must be an upper-case ISO 3166-1 alpha-2 code",
+        );
+    }
+    for (i, locale) in rules.locales.iter().enumerate() {
+        p.check(
+            (2..=35).contains(&locale.len())
+                && locale
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            format!("rules.locales[{i}]"),
+            "must be a BCP 47 tag such as id or id-ID",
+        );
+    }
+}

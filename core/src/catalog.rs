@@ -1,0 +1,171 @@
+//! The catalog: every live campaign in resolution order, with what resolving needs beside them.
+//!
+//! The origin builds it from Postgres with [`Catalog::build`], which validates every campaign and sorts them,
+//! and stores it in Redis as one JSON value next to its version. Resolvers decode it with
+//! [`Catalog::decode`] once per version and keep it in memory.
+//!
+//! Resolution order: priority descending, then campaign id ascending, so that of two campaigns with the same
+//! priority the older one wins, and the order never depends on how the catalog was assembled.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::{Campaign, ValidationErrors};
+use crate::ids::{CampaignId, SegmentId};
+use crate::zone::ZoneOffsets;
+
+/// Rules that span campaigns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The most popups one customer sees per day, all campaigns together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_popups_per_day: Option<u32>,
+}
+
+/// The parts a catalog is built from. Also its JSON shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogParts {
+    pub version: u64,
+    #[serde(default)]
+    pub settings: Settings,
+    pub campaigns: Vec<Campaign>,
+    /// The current version of every segment; a membership with another version does not count.
+    #[serde(default)]
+    pub segments: BTreeMap<SegmentId, u64>,
+    /// Offsets of every zone a campaign's windows use.
+    #[serde(default)]
+    pub zones: BTreeMap<String, ZoneOffsets>,
+    /// Impressions served so far, for campaigns with a budget.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub served: BTreeMap<CampaignId, u64>,
+}
+
+/// A valid catalog: campaigns validated, unique and sorted, every zone present.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Catalog(CatalogParts);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("campaign {id} is invalid: {errors}")]
+    InvalidCampaign {
+        id: CampaignId,
+        errors: ValidationErrors,
+    },
+    #[error("campaign {0} appears twice")]
+    DuplicateCampaign(CampaignId),
+    #[error("campaign {campaign} uses time zone {zone:?}, which the catalog has no offsets for")]
+    MissingZone { campaign: CampaignId, zone: String },
+    #[error("the offsets of time zone {0:?} are not sorted")]
+    UnsortedZone(String),
+    #[error("the catalog is not valid JSON: {0}")]
+    Malformed(String),
+}
+
+impl Catalog {
+    /// Validates every campaign and puts them in resolution order.
+    pub fn build(mut parts: CatalogParts) -> Result<Catalog, CatalogError> {
+        for campaign in &parts.campaigns {
+            campaign
+                .validate()
+                .map_err(|errors| CatalogError::InvalidCampaign {
+                    id: campaign.id,
+                    errors,
+                })?;
+        }
+        sort(&mut parts.campaigns);
+        check_structure(&parts)?;
+        Ok(Catalog(parts))
+    }
+
+    /// Decodes a catalog written by [`Catalog::encode`]. Campaigns were validated when it was built; this
+    /// re-checks only the structure resolution relies on, so decoding stays cheap.
+    pub fn decode(json: &[u8]) -> Result<Catalog, CatalogError> {
+        let mut parts: CatalogParts = serde_json::from_slice(json)
+            .map_err(|e| CatalogError::Malformed(alloc::format!("{e}")))?;
+        if !parts.campaigns.is_sorted_by_key(resolution_key) {
+            sort(&mut parts.campaigns);
+        }
+        check_structure(&parts)?;
+        Ok(Catalog(parts))
+    }
+
+    pub fn encode(&self) -> String {
+        // Serializing plain data structures to a string cannot fail.
+        serde_json::to_string(&self.0).unwrap_or_default()
+    }
+
+    /// An empty catalog, for when Redis holds none yet.
+    pub fn empty() -> Catalog {
+        Catalog(CatalogParts::default())
+    }
+
+    pub fn version(&self) -> u64 {
+        self.0.version
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    /// Live campaigns in resolution order.
+    pub fn campaigns(&self) -> &[Campaign] {
+        &self.0.campaigns
+    }
+
+    pub fn campaign(&self, id: CampaignId) -> Option<&Campaign> {
+        self.0.campaigns.iter().find(|c| c.id == id)
+    }
+
+    pub fn segment_version(&self, segment: SegmentId) -> Option<u64> {
+        self.0.segments.get(&segment).copied()
+    }
+
+    pub fn zone(&self, name: &str) -> Option<&ZoneOffsets> {
+        self.0.zones.get(name)
+    }
+
+    pub fn served(&self, campaign: CampaignId) -> u64 {
+        self.0.served.get(&campaign).copied().unwrap_or(0)
+    }
+
+    pub fn into_parts(self) -> CatalogParts {
+        self.0
+    }
+}
+
+fn resolution_key(campaign: &Campaign) -> (Reverse<i32>, CampaignId) {
+    (Reverse(campaign.priority), campaign.id)
+}
+
+fn sort(campaigns: &mut [Campaign]) {
+    campaigns.sort_by_key(resolution_key);
+}
+
+fn check_structure(parts: &CatalogParts) -> Result<(), CatalogError> {
+    // Events, counters and tokens name campaigns by id, so an id must mean one campaign.
+    let mut ids: Vec<CampaignId> = parts.campaigns.iter().map(|c| c.id).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(CatalogError::DuplicateCampaign(pair[0]));
+    }
+    for (name, zone) in &parts.zones {
+        if !zone.is_sorted() {
+            return Err(CatalogError::UnsortedZone(name.clone()));
+        }
+    }
+    for campaign in &parts.campaigns {
+        if let Some(zone) = &campaign.schedule.time_zone {
+            if !campaign.schedule.windows.is_empty() && !parts.zones.contains_key(zone) {
+                return Err(CatalogError::MissingZone {
+                    campaign: campaign.id,
+                    zone: zone.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The business rules of the campaign popup platform.
+//!
+//! This crate is sans-IO and `no_std` + `alloc`: it never reads a clock, draws randomness or touches the
+//! network. Adapters (the edge worker, the origin service) pass `now`, the request context and secrets in, send
+//! the Redis commands this crate plans, and hand the replies back for evaluation.
+//!
+//! Layout:
+//! - [`ids`]: identifiers and timestamps.
+//! - [`campaign`]: the campaign model and its validation.
+//! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
+//! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
+//! - [`context`]: what a popup request says about the device (placement, platform, version, country, locale).
+//! - [`user`]: what Redis knows about one customer (segments, impression counters).
+//! - [`resolve`]: choosing the popup, with the reason every other campaign was skipped.
+//! - [`bucket`]: deterministic A/B variant assignment.
+//! - [`token`]: HMAC-signed impression tokens.
+//! - [`store`]: the Redis key layout and the command plans for a resolve and an event.
+//! - [`template`]: `{placeholder}` templates for outbound messages.
+//! - [`wire`]: the JSON bodies of the public API.
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod bucket;
+pub mod campaign;
+pub mod catalog;
+pub mod context;
+pub mod ids;
+pub mod resolve;
+pub mod store;
+pub mod template;
+pub mod token;
+pub mod user;
+pub mod wire;
+pub mod zone;

@@ -1,0 +1,302 @@
+//! Choosing the popup.
+//!
+//! Campaigns are tried in catalog order; the first one the customer is eligible for wins. For each campaign
+//! the checks run in this order, and the first that fails is the reason it was skipped:
+//!
+//! 1. schedule: [`Skip::NotStarted`], [`Skip::Ended`], [`Skip::OutsideWindow`]
+//! 2. [`Skip::BudgetExhausted`]
+//! 3. [`Skip::WrongPlacement`], then the request rules ([`Skip::RuleMismatch`])
+//! 4. audience: [`Skip::NotInAudience`], [`Skip::Excluded`]
+//! 5. this campaign's caps: [`Skip::TotalCap`], [`Skip::DailyCap`], [`Skip::Interval`]
+//! 6. [`Skip::GlobalDailyCap`]
+//! 7. the variant: a customer bucketed into a control variant is a [`Skip::Holdout`], and resolution goes
+//!    on to the next campaign, so the holdout sees what they would have seen had the campaign not existed.
+//!
+//! Campaigns after the winner are [`Skip::LowerPriority`]. [`resolve`] stops at the winner; [`explain`]
+//! evaluates every campaign and returns the full trace for the admin preview. Both share one evaluation, so
+//! the preview never disagrees with what is served.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::bucket;
+use crate::campaign::{Campaign, Creative, Include, Variant, DEFAULT_VARIANT};
+use crate::catalog::Catalog;
+use crate::context::{locale_matches, RequestContext};
+use crate::ids::{CampaignId, Timestamp, UserId};
+use crate::user::UserState;
+
+/// Why a campaign was not shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    NotStarted,
+    Ended,
+    OutsideWindow,
+    BudgetExhausted,
+    WrongPlacement,
+    RuleMismatch(Rule),
+    NotInAudience,
+    Excluded,
+    TotalCap,
+    DailyCap,
+    Interval,
+    GlobalDailyCap,
+    Holdout,
+    LowerPriority,
+}
+
+/// Which request rule did not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Platform,
+    AppVersion,
+    Country,
+    Locale,
+}
+
+/// Who asks, from where, and when.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub user: &'a UserId,
+    pub state: &'a UserState,
+    pub context: &'a RequestContext,
+    pub now: Timestamp,
+}
+
+/// The campaign and variant chosen for a customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection<'c> {
+    pub campaign: &'c Campaign,
+    /// The variant's key: [`DEFAULT_VARIANT`] for a campaign without variants.
+    pub variant: &'c str,
+    pub creative: &'c Creative,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision<'c> {
+    pub chosen: Option<Selection<'c>>,
+    /// Campaigns whose control variant held this customer out before the winner, with the variant key:
+    /// adapters record these exposures so lift can be measured against them.
+    pub holdouts: Vec<(CampaignId, &'c str)>,
+    /// Every other campaign with the reason it was skipped; filled by [`explain`] only.
+    pub trace: Vec<(CampaignId, Skip)>,
+}
+
+/// The popup for `subject`, if any. Stops at the first eligible campaign.
+pub fn resolve<'c>(catalog: &'c Catalog, subject: &Subject<'_>) -> Decision<'c> {
+    evaluate(catalog, subject, false)
+}
+
+/// Like [`resolve`], and also the reason each other campaign was skipped.
+pub fn explain<'c>(catalog: &'c Catalog, subject: &Subject<'_>) -> Decision<'c> {
+    evaluate(catalog, subject, true)
+}
+
+fn evaluate<'c>(catalog: &'c Catalog, subject: &Subject<'_>, trace: bool) -> Decision<'c> {
+    let mut decision = Decision::default();
+    for campaign in catalog.campaigns() {
+        if decision.chosen.is_some() {
+            if !trace {
+                break;
+            }
+            decision.trace.push((campaign.id, Skip::LowerPriority));
+            continue;
+        }
+        match check(catalog, campaign, subject) {
+            Ok(Offer::Show(selection)) => decision.chosen = Some(selection),
+            Ok(Offer::HoldOut(variant)) => {
+                decision.holdouts.push((campaign.id, variant));
+                if trace {
+                    decision.trace.push((campaign.id, Skip::Holdout));
+                }
+            }
+            Err(skip) => {
+                if trace {
+                    decision.trace.push((campaign.id, skip));
+                }
+            }
+        }
+    }
+    decision
+}
+
+enum Offer<'c> {
+    Show(Selection<'c>),
+    HoldOut(&'c str),
+}
+
+fn check<'c>(
+    catalog: &'c Catalog,
+    campaign: &'c Campaign,
+    subject: &Subject<'_>,
+) -> Result<Offer<'c>, Skip> {
+    check_schedule(catalog, campaign, subject.now)?;
+    if let Some(budget) = campaign.budget {
+        if catalog.served(campaign.id) >= budget {
+            return Err(Skip::BudgetExhausted);
+        }
+    }
+    check_placement(campaign, subject.context)?;
+    check_rules(campaign, subject.context)?;
+    check_audience(catalog, campaign, subject.state)?;
+    check_caps(campaign, subject)?;
+    if let Some(limit) = catalog.settings().max_popups_per_day {
+        if subject.state.shown_today >= limit {
+            return Err(Skip::GlobalDailyCap);
+        }
+    }
+    Ok(choose_variant(campaign, subject.user))
+}
+
+fn check_schedule(catalog: &Catalog, campaign: &Campaign, now: Timestamp) -> Result<(), Skip> {
+    let schedule = &campaign.schedule;
+    if now < schedule.start {
+        return Err(Skip::NotStarted);
+    }
+    if schedule.end.is_some_and(|end| now >= end) {
+        return Err(Skip::Ended);
+    }
+    if schedule.windows.is_empty() {
+        return Ok(());
+    }
+    // Catalog::build and decode guarantee the zone is present; a missing one fails closed.
+    let zone = schedule
+        .time_zone
+        .as_deref()
+        .and_then(|name| catalog.zone(name))
+        .ok_or(Skip::OutsideWindow)?;
+    let local = zone.local(now);
+    let inside = |window: &crate::campaign::Window| {
+        let minute = local.time;
+        if window.start < window.end {
+            window.days.contains(&local.weekday) && window.start <= minute && minute < window.end
+        } else {
+            // Overnight: the part after start belongs to the listed day, the part before end to the next.
+            (window.days.contains(&local.weekday) && minute >= window.start)
+                || (window.days.contains(&local.weekday.previous()) && minute < window.end)
+        }
+    };
+    if schedule.windows.iter().any(inside) {
+        Ok(())
+    } else {
+        Err(Skip::OutsideWindow)
+    }
+}
+
+fn check_placement(campaign: &Campaign, context: &RequestContext) -> Result<(), Skip> {
+    if campaign.placements.is_empty() {
+        return Ok(());
+    }
+    // A campaign that names placements shows only where the app says it is asking from.
+    match &context.placement {
+        Some(placement)
+            if campaign
+                .placements
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(placement)) =>
+        {
+            Ok(())
+        }
+        _ => Err(Skip::WrongPlacement),
+    }
+}
+
+fn check_rules(campaign: &Campaign, context: &RequestContext) -> Result<(), Skip> {
+    let rules = &campaign.rules;
+    let mismatch = |rule| Err(Skip::RuleMismatch(rule));
+    if !rules.platforms.is_empty()
+        && !context
+            .platform
+            .is_some_and(|p| rules.platforms.contains(&p))
+    {
+        return mismatch(Rule::Platform);
+    }
+    if let Some(range) = &rules.app_version {
+        if !context.app_version.is_some_and(|v| range.contains(v)) {
+            return mismatch(Rule::AppVersion);
+        }
+    }
+    if !rules.countries.is_empty()
+        && !context
+            .country
+            .as_deref()
+            .is_some_and(|c| rules.countries.iter().any(|r| r.eq_ignore_ascii_case(c)))
+    {
+        return mismatch(Rule::Country);
+    }
+    if !rules.locales.is_empty()
+        && !context
+            .locale
+            .as_deref()
+            .is_some_and(|l| rules.locales.iter().any(|r| locale_matches(r, l)))
+    {
+        return mismatch(Rule::Locale);
+    }
+    Ok(())
+}
+
+fn check_audience(catalog: &Catalog, campaign: &Campaign, state: &UserState) -> Result<(), Skip> {
+    let member = |segment| state.is_member(segment, catalog.segment_version(segment));
+    let audience = &campaign.audience;
+    if let Include::AnyOf(segments) = &audience.include {
+        if !segments.iter().copied().any(member) {
+            return Err(Skip::NotInAudience);
+        }
+    }
+    if audience.exclude.iter().copied().any(member) {
+        return Err(Skip::Excluded);
+    }
+    Ok(())
+}
+
+fn check_caps(campaign: &Campaign, subject: &Subject<'_>) -> Result<(), Skip> {
+    let caps = &campaign.caps;
+    let counters = subject.state.counters(campaign.id);
+    if caps.lifetime.is_some_and(|cap| counters.lifetime >= cap) {
+        return Err(Skip::TotalCap);
+    }
+    if caps.per_day.is_some_and(|cap| counters.today >= cap) {
+        return Err(Skip::DailyCap);
+    }
+    if let (Some(interval), Some(last)) = (caps.min_interval_seconds, counters.last_shown) {
+        if subject.now.seconds() < last.seconds().saturating_add(i64::from(interval)) {
+            return Err(Skip::Interval);
+        }
+    }
+    Ok(())
+}
+
+fn choose_variant<'c>(campaign: &'c Campaign, user: &UserId) -> Offer<'c> {
+    let base = |variant| {
+        Offer::Show(Selection {
+            campaign,
+            variant,
+            creative: &campaign.creative,
+        })
+    };
+    if campaign.variants.is_empty() {
+        return base(DEFAULT_VARIANT);
+    }
+    let weights = campaign.variants.iter().map(|v| v.weight);
+    // Validation guarantees a positive total; an invalid catalog falls back to the base creative.
+    let Some(variant) =
+        bucket::choose(campaign.id, user, weights).and_then(|i| campaign.variants.get(i))
+    else {
+        return base(DEFAULT_VARIANT);
+    };
+    offer(campaign, variant)
+}
+
+fn offer<'c>(campaign: &'c Campaign, variant: &'c Variant) -> Offer<'c> {
+    if variant.control {
+        return Offer::HoldOut(&variant.key);
+    }
+    let creative = variant.creative.as_ref().unwrap_or(&campaign.creative);
+    Offer::Show(Selection {
+        campaign,
+        variant: &variant.key,
+        creative,
+    })
+}

@@ -1,0 +1,513 @@
+//! The Redis key layout and the command plans of a resolve and an event.
+//!
+//! This module decides what is stored where and which commands each operation sends; adapters only carry
+//! the commands to Redis (a pipeline over TCP at the origin, one HTTP request to the REST API at the edge)
+//! and hand the replies back. Keys, with `P` the deployment's prefix:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:catalog` | string | the catalog JSON ([`Catalog::encode`]) |
+//! | `P:catalog:version` | string | the catalog's version, written after the catalog |
+//! | `P:u:{uid}` | hash | `s:<segment>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
+//! | `P:u:{uid}:d:<day>` | hash, expires | `n:<campaign>` -> impressions that day; `all` -> impressions that day, all campaigns |
+//! | `P:u:{uid}:e:<token id>:<kind>` | string, expires | marks an event as recorded, so a retry is a no-op |
+//! | `P:events` | stream | every recorded event, for the origin to ingest |
+//!
+//! The braces make `{uid}` a Redis Cluster hash tag: all keys of one customer live in one slot, which the
+//! event script requires. A resolve is one pipeline of three commands whatever the number of campaigns:
+//! `GET P:catalog:version` (or `GET P:catalog` when nothing is cached), `HGETALL P:u:{uid}`,
+//! `HGETALL P:u:{uid}:d:<day>`. An event is one pipeline of two: the event script and `XADD`.
+//!
+//! Days start at local midnight of a fixed UTC offset set per deployment (e.g. +07:00 for Jakarta): the key of
+//! today's hash must be known before the catalog is read.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::ids::{CampaignId, SegmentId, Timestamp, UserId};
+use crate::token::VerifiedToken;
+use crate::user::UserState;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// One Redis command: its name and arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command(pub Vec<String>);
+
+impl Command {
+    fn new<const N: usize>(parts: [&str; N]) -> Command {
+        Command(parts.iter().map(|p| p.to_string()).collect())
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// A Redis reply, as both adapters can express it (RESP over TCP, JSON over HTTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Nil,
+    Int(i64),
+    /// Bulk and status strings.
+    Bulk(Vec<u8>),
+    Array(Vec<Reply>),
+    /// An error reply for this command (the pipeline as a whole went through).
+    Error(String),
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("expected {expected} replies, got {got}")]
+    ReplyCount { expected: usize, got: usize },
+    #[error("redis answered {command}: {message}")]
+    Redis {
+        command: &'static str,
+        message: String,
+    },
+    #[error("unexpected reply to {0}")]
+    UnexpectedReply(&'static str),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Where a deployment's keys live: a prefix (so tests and tenants can share a Redis) and the UTC offset at
+/// which days start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpace {
+    prefix: String,
+    day_offset_seconds: i32,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeySpaceError {
+    #[error("the key prefix must be 1-32 of a-z, 0-9, -, _ and :")]
+    InvalidPrefix,
+    #[error("the day offset must be within ±14 hours")]
+    InvalidDayOffset,
+}
+
+impl KeySpace {
+    pub fn new(prefix: &str, day_offset_seconds: i32) -> Result<KeySpace, KeySpaceError> {
+        let valid = (1..=32).contains(&prefix.len())
+            && prefix.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':')
+            });
+        if !valid {
+            return Err(KeySpaceError::InvalidPrefix);
+        }
+        if day_offset_seconds.abs() > 14 * 3600 {
+            return Err(KeySpaceError::InvalidDayOffset);
+        }
+        Ok(KeySpace {
+            prefix: prefix.into(),
+            day_offset_seconds,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn catalog(&self) -> String {
+        format!("{}:catalog", self.prefix)
+    }
+
+    pub fn catalog_version(&self) -> String {
+        format!("{}:catalog:version", self.prefix)
+    }
+
+    pub fn user(&self, user: &UserId) -> String {
+        format!("{}:u:{{{user}}}", self.prefix)
+    }
+
+    pub fn user_day(&self, user: &UserId, day: i64) -> String {
+        format!("{}:u:{{{user}}}:d:{day}", self.prefix)
+    }
+
+    pub fn event_marker(&self, user: &UserId, token_id: &str, kind: EventKind) -> String {
+        format!(
+            "{}:u:{{{user}}}:e:{token_id}:{}",
+            self.prefix,
+            kind.as_str()
+        )
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// The day number (days since the epoch, in the deployment's offset) that `now` falls in.
+    pub fn day(&self, now: Timestamp) -> i64 {
+        (now.seconds() + i64::from(self.day_offset_seconds)).div_euclid(SECONDS_PER_DAY)
+    }
+
+    /// Seconds from `now` until the day after `now`'s day ends: daily counters live that long, so that a
+    /// resolve just after midnight never reads a hash that expired early.
+    fn day_ttl(&self, now: Timestamp) -> i64 {
+        let next_midnight =
+            (self.day(now) + 1) * SECONDS_PER_DAY - i64::from(self.day_offset_seconds);
+        next_midnight - now.seconds() + SECONDS_PER_DAY
+    }
+}
+
+/// The hash field that holds a customer's membership of a segment.
+pub fn segment_field(segment: SegmentId) -> String {
+    format!("s:{segment}")
+}
+
+/// The commands that publish a catalog. Send them in one transaction (`MULTI`/`EXEC` or the REST API's
+/// `/multi-exec`); the version goes last so a reader that sees it finds the catalog it names.
+pub fn publish_catalog(keys: &KeySpace, catalog: &Catalog) -> Vec<Command> {
+    vec![
+        Command::new(["SET", &keys.catalog(), &catalog.encode()]),
+        Command::new([
+            "SET",
+            &keys.catalog_version(),
+            &catalog.version().to_string(),
+        ]),
+    ]
+}
+
+/// Marks `user` as a member of `segment` at `version`.
+pub fn add_member(keys: &KeySpace, user: &UserId, segment: SegmentId, version: u64) -> Command {
+    Command::new([
+        "HSET",
+        &keys.user(user),
+        &segment_field(segment),
+        &version.to_string(),
+    ])
+}
+
+pub fn fetch_catalog(keys: &KeySpace) -> Command {
+    Command::new(["GET", &keys.catalog()])
+}
+
+/// Decodes the reply to [`fetch_catalog`]; None when Redis has no catalog.
+pub fn read_catalog(reply: Reply) -> Result<Option<Catalog>, StoreError> {
+    match reply {
+        Reply::Nil => Ok(None),
+        Reply::Bulk(json) => Ok(Some(Catalog::decode(&json)?)),
+        Reply::Error(message) => Err(StoreError::Redis {
+            command: "GET catalog",
+            message,
+        }),
+        _ => Err(StoreError::UnexpectedReply("GET catalog")),
+    }
+}
+
+/// What a resolve learnt about the catalog.
+#[derive(Debug)]
+pub enum CatalogStatus {
+    /// The cached catalog is current.
+    Current,
+    /// Redis holds another version: fetch it with [`fetch_catalog`].
+    Stale { version: u64 },
+    /// Nothing was cached, and this is the catalog Redis holds.
+    Fetched(Catalog),
+    /// Redis holds no catalog: no campaign is live.
+    Absent,
+}
+
+#[derive(Debug)]
+pub struct ResolveInputs {
+    pub catalog: CatalogStatus,
+    pub user: UserState,
+}
+
+/// The pipeline of one resolve.
+#[derive(Clone, Debug)]
+pub struct ResolvePlan {
+    commands: [Command; 3],
+    cached_version: Option<u64>,
+}
+
+impl ResolvePlan {
+    /// `cached_version` is the version of the catalog the adapter holds in memory, if any.
+    pub fn new(
+        keys: &KeySpace,
+        user: &UserId,
+        now: Timestamp,
+        cached_version: Option<u64>,
+    ) -> ResolvePlan {
+        let catalog_read = match cached_version {
+            Some(_) => Command::new(["GET", &keys.catalog_version()]),
+            None => fetch_catalog(keys),
+        };
+        let commands = [
+            catalog_read,
+            Command::new(["HGETALL", &keys.user(user)]),
+            Command::new(["HGETALL", &keys.user_day(user, keys.day(now))]),
+        ];
+        ResolvePlan {
+            commands,
+            cached_version,
+        }
+    }
+
+    pub fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
+    pub fn read(&self, replies: Vec<Reply>) -> Result<ResolveInputs, StoreError> {
+        let [catalog, user, today] = exact::<3>(replies)?;
+        let catalog = match self.cached_version {
+            None => read_catalog(catalog)?.map_or(CatalogStatus::Absent, CatalogStatus::Fetched),
+            Some(cached) => match catalog {
+                Reply::Nil => CatalogStatus::Absent,
+                reply => match parse_int(&reply, "GET catalog:version")? as u64 {
+                    version if version == cached => CatalogStatus::Current,
+                    version => CatalogStatus::Stale { version },
+                },
+            },
+        };
+        let mut state = UserState::default();
+        for (field, value) in hash_pairs(user, "HGETALL user")? {
+            read_user_field(&mut state, &field, &value);
+        }
+        for (field, value) in hash_pairs(today, "HGETALL user day")? {
+            read_day_field(&mut state, &field, &value);
+        }
+        Ok(ResolveInputs {
+            catalog,
+            user: state,
+        })
+    }
+}
+
+/// Unknown or malformed fields are ignored: a newer writer may add fields an older reader does not know.
+fn read_user_field(state: &mut UserState, field: &str, value: &str) {
+    let Some((kind, id)) = field.split_once(':') else {
+        return;
+    };
+    let Ok(number) = value.parse::<i64>() else {
+        return;
+    };
+    match kind {
+        "s" => {
+            if let (Ok(segment), Ok(version)) = (id.parse(), u64::try_from(number)) {
+                state.segments.insert(SegmentId(segment), version);
+            }
+        }
+        "n" => {
+            if let Ok(campaign) = id.parse() {
+                state
+                    .campaigns
+                    .entry(CampaignId(campaign))
+                    .or_default()
+                    .lifetime = clamp_count(number);
+            }
+        }
+        "t" => {
+            if let Ok(campaign) = id.parse() {
+                state
+                    .campaigns
+                    .entry(CampaignId(campaign))
+                    .or_default()
+                    .last_shown = Some(Timestamp(number));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn read_day_field(state: &mut UserState, field: &str, value: &str) {
+    let Ok(number) = value.parse::<i64>() else {
+        return;
+    };
+    if field == "all" {
+        state.shown_today = clamp_count(number);
+    } else if let Some(Ok(campaign)) = field.strip_prefix("n:").map(str::parse) {
+        state
+            .campaigns
+            .entry(CampaignId(campaign))
+            .or_default()
+            .today = clamp_count(number);
+    }
+}
+
+fn clamp_count(number: i64) -> u32 {
+    u32::try_from(number.max(0)).unwrap_or(u32::MAX)
+}
+
+/// What happened to a popup the customer was offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Impression,
+    Click,
+    Dismiss,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Impression => "impression",
+            EventKind::Click => "click",
+            EventKind::Dismiss => "dismiss",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<EventKind> {
+        [EventKind::Impression, EventKind::Click, EventKind::Dismiss]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
+/// An event whose impression token was verified: who, which campaign and variant all come from the token.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    pub kind: EventKind,
+    pub token: &'a VerifiedToken,
+    /// How long to remember the event so a retry is a no-op: at least as long as the token is accepted
+    /// ([`crate::token::Verifier::dedupe_ttl_seconds`]).
+    pub dedupe_ttl_seconds: i64,
+    pub now: Timestamp,
+}
+
+/// Records an event at most once per (token, kind), and counts impressions toward the caps, atomically.
+/// KEYS: user hash, user day hash, event marker. ARGV: kind, campaign id, now, day TTL, marker TTL.
+pub const EVENT_SCRIPT: &str = "\
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[5]) then return 0 end
+if ARGV[1] == 'impression' then
+  redis.call('HINCRBY', KEYS[1], 'n:' .. ARGV[2], 1)
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[2], ARGV[3])
+  redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[2], 1)
+  redis.call('HINCRBY', KEYS[2], 'all', 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return 1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    Recorded,
+    /// The same event was recorded before: nothing changed.
+    Duplicate,
+}
+
+/// The pipeline of one event.
+#[derive(Clone, Debug)]
+pub struct EventPlan {
+    commands: [Command; 2],
+}
+
+impl EventPlan {
+    /// The stream entry is appended even for a retry (the script's verdict is not known when the pipeline is
+    /// sent); it carries the event id, and ingest stores each id once.
+    pub fn new(keys: &KeySpace, event: &Event<'_>) -> EventPlan {
+        let claims = &event.token.claims;
+        let user = &claims.user;
+        let campaign = claims.campaign.to_string();
+        let now = event.now.seconds().to_string();
+        let script = Command::new([
+            "EVAL",
+            EVENT_SCRIPT,
+            "3",
+            &keys.user(user),
+            &keys.user_day(user, keys.day(event.now)),
+            &keys.event_marker(user, &event.token.id, event.kind),
+            event.kind.as_str(),
+            &campaign,
+            &now,
+            &keys.day_ttl(event.now).to_string(),
+            &event.dedupe_ttl_seconds.max(1).to_string(),
+        ]);
+        let event_id = format!("{}:{}", event.token.id, event.kind.as_str());
+        let append = Command::new([
+            "XADD",
+            &keys.events(),
+            "*",
+            "id",
+            &event_id,
+            "kind",
+            event.kind.as_str(),
+            "user",
+            user.as_str(),
+            "campaign",
+            &campaign,
+            "variant",
+            &claims.variant,
+            "at",
+            &now,
+        ]);
+        EventPlan {
+            commands: [script, append],
+        }
+    }
+
+    pub fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
+    pub fn read(&self, replies: Vec<Reply>) -> Result<EventOutcome, StoreError> {
+        let [script, append] = exact::<2>(replies)?;
+        if let Reply::Error(message) = append {
+            return Err(StoreError::Redis {
+                command: "XADD",
+                message,
+            });
+        }
+        match parse_int(&script, "EVAL event")? {
+            1 => Ok(EventOutcome::Recorded),
+            0 => Ok(EventOutcome::Duplicate),
+            _ => Err(StoreError::UnexpectedReply("EVAL event")),
+        }
+    }
+}
+
+fn exact<const N: usize>(replies: Vec<Reply>) -> Result<[Reply; N], StoreError> {
+    let got = replies.len();
+    replies
+        .try_into()
+        .map_err(|_| StoreError::ReplyCount { expected: N, got })
+}
+
+fn parse_int(reply: &Reply, command: &'static str) -> Result<i64, StoreError> {
+    match reply {
+        Reply::Int(n) => Ok(*n),
+        Reply::Bulk(bytes) => core::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(StoreError::UnexpectedReply(command)),
+        Reply::Error(message) => Err(StoreError::Redis {
+            command,
+            message: message.clone(),
+        }),
+        _ => Err(StoreError::UnexpectedReply(command)),
+    }
+}
+
+/// The field/value pairs of an `HGETALL` reply. Non-UTF-8 entries are skipped.
+fn hash_pairs(reply: Reply, command: &'static str) -> Result<Vec<(String, String)>, StoreError> {
+    let items = match reply {
+        Reply::Array(items) => items,
+        Reply::Nil => Vec::new(),
+        Reply::Error(message) => return Err(StoreError::Redis { command, message }),
+        _ => return Err(StoreError::UnexpectedReply(command)),
+    };
+    if items.len() % 2 != 0 {
+        return Err(StoreError::UnexpectedReply(command));
+    }
+    let text = |reply: Reply| match reply {
+        Reply::Bulk(bytes) => String::from_utf8(bytes).ok(),
+        Reply::Int(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        if let (Some(field), Some(value)) = (text(field), text(value)) {
+            pairs.push((field, value));
+        }
+    }
+    Ok(pairs)
+}

@@ -1,0 +1,233 @@
+//! The JSON bodies and query parameters of the public API, shared by the edge and the origin so that both
+//! accept and answer exactly the same things.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::FieldError;
+use crate::context::RequestContext;
+use crate::ids::{CampaignId, Timestamp, UserId};
+use crate::resolve::{Decision, Selection, Skip};
+
+/// The longest placement, locale or version string accepted from a query.
+const MAX_PARAM_LEN: usize = 64;
+
+/// `GET /v1/campaigns/popup` parameters. Unknown parameters are ignored so older servers accept newer apps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PopupQuery {
+    /// Absent when the customer is identified by a signed token instead.
+    pub user: Option<UserId>,
+    pub context: RequestContext,
+}
+
+impl PopupQuery {
+    /// Parses decoded query pairs. The country is not taken from the query: it comes from the platform's
+    /// request metadata, which the app cannot forge.
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<PopupQuery, FieldError> {
+        let mut query = PopupQuery::default();
+        let invalid = |field: &str, message: &str| FieldError {
+            field: field.into(),
+            message: message.into(),
+        };
+        for (name, value) in pairs {
+            if value.len() > MAX_PARAM_LEN && name != "user_id" {
+                return Err(invalid(name, "is too long"));
+            }
+            match name {
+                "user_id" => {
+                    query.user = Some(
+                        UserId::parse(value).map_err(|e| invalid(name, &alloc::format!("{e}")))?,
+                    );
+                }
+                "placement" => query.context.placement = Some(value.into()),
+                "platform" => {
+                    query.context.platform = Some(value.parse().map_err(|e| invalid(name, e))?)
+                }
+                "app_version" => {
+                    query.context.app_version = Some(value.parse().map_err(|e| invalid(name, e))?)
+                }
+                "locale" => query.context.locale = Some(value.into()),
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// The popup the app shows: `200` body of `GET /v1/campaigns/popup`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopupResponse {
+    pub campaign_id: CampaignId,
+    pub variant: String,
+    pub title: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+    /// Post it back with impression, click and dismiss events.
+    pub impression_token: String,
+}
+
+impl PopupResponse {
+    pub fn new(selection: &Selection<'_>, impression_token: String) -> PopupResponse {
+        let creative = selection.creative;
+        PopupResponse {
+            campaign_id: selection.campaign.id,
+            variant: selection.variant.into(),
+            title: creative.title.clone(),
+            body: creative.body.clone(),
+            image_url: creative.image_url.clone(),
+            action_url: creative.action_url.clone(),
+            extra: creative.extra.clone(),
+            impression_token,
+        }
+    }
+}
+
+/// Body of `POST /v1/campaigns/{id}/impression|click|dismiss`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// Absent when the customer is identified by a signed token instead.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    pub impression_token: String,
+}
+
+/// Every error body: `{"error": {"code": "...", "message": "...", "fields": [...]}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `invalid_request`, `store_unavailable`.
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+impl ErrorResponse {
+    pub fn new(code: &str, message: impl Into<String>) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                fields: Vec::new(),
+            },
+        }
+    }
+
+    pub fn with_fields(mut self, fields: Vec<FieldError>) -> ErrorResponse {
+        self.error.fields = fields;
+        self
+    }
+}
+
+/// The admin preview: what a customer would see at `at`, and why every other campaign was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub at: Timestamp,
+    pub catalog_version: u64,
+    pub chosen: Option<ChosenCampaign>,
+    pub skipped: Vec<SkippedCampaign>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChosenCampaign {
+    pub campaign_id: CampaignId,
+    pub name: String,
+    pub variant: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedCampaign {
+    pub campaign_id: CampaignId,
+    pub reason: Skip,
+}
+
+impl Explanation {
+    pub fn new(decision: &Decision<'_>, at: Timestamp, catalog_version: u64) -> Explanation {
+        Explanation {
+            at,
+            catalog_version,
+            chosen: decision.chosen.as_ref().map(|s| ChosenCampaign {
+                campaign_id: s.campaign.id,
+                name: s.campaign.name.clone(),
+                variant: s.variant.into(),
+            }),
+            skipped: decision
+                .trace
+                .iter()
+                .map(|&(campaign_id, reason)| SkippedCampaign {
+                    campaign_id,
+                    reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{AppVersion, Platform};
+
+    #[test]
+    fn popup_query_parses_known_parameters_and_ignores_others() {
+        let query = PopupQuery::parse([
+            ("user_id", "c-1"),
+            ("placement", "home"),
+            ("platform", "ios"),
+            ("app_version", "5.2.0"),
+            ("locale", "id-ID"),
+            ("utm_source", "x"),
+            ("country", "SG"),
+        ])
+        .unwrap();
+        assert_eq!(query.user.unwrap().as_str(), "c-1");
+        assert_eq!(query.context.placement.as_deref(), Some("home"));
+        assert_eq!(query.context.platform, Some(Platform::Ios));
+        assert_eq!(query.context.app_version, Some(AppVersion::new(5, 2, 0)));
+        assert_eq!(query.context.locale.as_deref(), Some("id-ID"));
+        assert_eq!(
+            query.context.country, None,
+            "country never comes from the query"
+        );
+    }
+
+    #[test]
+    fn popup_query_rejects_bad_values_naming_the_field() {
+        for (name, value) in [
+            ("user_id", "a b"),
+            ("platform", "nokia"),
+            ("app_version", "x"),
+            ("locale", &"x".repeat(65)),
+        ] {
+            let error = PopupQuery::parse([(name, value)]).unwrap_err();
+            assert_eq!(error.field, name);
+        }
+    }
+
+    #[test]
+    fn event_request_rejects_unknown_fields() {
+        assert!(
+            serde_json::from_str::<EventRequest>(r#"{"user_id":"u","impression_token":"t"}"#)
+                .is_ok()
+        );
+        assert!(serde_json::from_str::<EventRequest>(
+            r#"{"user_id":"u","impression_token":"t","x":1}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<EventRequest>(r#"{"user_id":"u"}"#).is_err());
+    }
+}

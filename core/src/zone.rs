@@ -1,0 +1,181 @@
+//! Time zone offsets without a time zone database.
+//!
+//! A full tz database is too heavy for the edge's wasm bundle. The origin, which has one, compiles each zone
+//! a campaign uses into a [`ZoneOffsets`] table (UTC instants at which the offset changes, DST included) for
+//! a span of days around now, and ships it inside the catalog. Evaluating a local-time window is then a
+//! binary search and some arithmetic. The catalog is rebuilt by every reconcile, so the table always covers
+//! today; past its last entry the last offset holds.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::{TimeOfDay, Weekday};
+use crate::ids::Timestamp;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Offsets of one zone: `(from, offset_seconds)` pairs sorted by `from`; each offset holds from its
+/// instant until the next one. Before the first instant the first offset holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ZoneOffsets(Vec<(Timestamp, i32)>);
+
+/// A moment in local time: the weekday and the minute of the day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalMoment {
+    pub weekday: Weekday,
+    pub time: TimeOfDay,
+}
+
+impl ZoneOffsets {
+    /// A zone with one fixed offset.
+    pub fn fixed(offset_seconds: i32) -> ZoneOffsets {
+        ZoneOffsets(alloc::vec![(Timestamp(i64::MIN), offset_seconds)])
+    }
+
+    /// Builds a table from transitions; returns None when they are empty or not strictly increasing.
+    pub fn from_transitions(transitions: Vec<(Timestamp, i32)>) -> Option<ZoneOffsets> {
+        let increasing = transitions.windows(2).all(|pair| pair[0].0 < pair[1].0);
+        (!transitions.is_empty() && increasing).then_some(ZoneOffsets(transitions))
+    }
+
+    pub fn transitions(&self) -> &[(Timestamp, i32)] {
+        &self.0
+    }
+
+    pub fn offset_at(&self, instant: Timestamp) -> i32 {
+        let after = self.0.partition_point(|(from, _)| *from <= instant);
+        let index = after.saturating_sub(1);
+        self.0.get(index).map_or(0, |(_, offset)| *offset)
+    }
+
+    pub fn local(&self, instant: Timestamp) -> LocalMoment {
+        local_moment(instant, self.offset_at(instant))
+    }
+
+    pub(crate) fn is_sorted(&self) -> bool {
+        !self.0.is_empty() && self.0.windows(2).all(|pair| pair[0].0 < pair[1].0)
+    }
+}
+
+/// The local weekday and minute of day at `instant` under a fixed offset.
+pub fn local_moment(instant: Timestamp, offset_seconds: i32) -> LocalMoment {
+    let local = instant.seconds().saturating_add(i64::from(offset_seconds));
+    let days = local.div_euclid(SECONDS_PER_DAY);
+    let minute = local.rem_euclid(SECONDS_PER_DAY) / 60;
+    // 1970-01-01 was a Thursday: index 3 with Monday as 0.
+    let weekday = Weekday::from_index((days + 3).rem_euclid(7) as u32);
+    let time = TimeOfDay::from_minutes(minute as u16).unwrap_or(TimeOfDay::MIDNIGHT);
+    LocalMoment { weekday, time }
+}
+
+/// A cheap syntactic check of an IANA zone name (`Area/Location`, or `UTC`); the origin checks that the
+/// zone exists when it compiles the offsets.
+pub fn is_plausible_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+}
+
+#[cfg(feature = "tzdb")]
+mod tzdb {
+    use super::*;
+    use chrono::{Offset, TimeZone};
+
+    /// Sampling step when searching for transitions. Every real transition since 1970 is at least hours
+    /// apart, and offsets change on quarter hours at the finest, so a 15 minute grid finds them all; the
+    /// exact second is then found by bisection.
+    const STEP: i64 = 15 * 60;
+
+    #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+    #[error("unknown time zone {0:?}")]
+    pub struct UnknownZone(pub alloc::string::String);
+
+    /// Compiles `name` into offsets covering `[from, until]`.
+    pub fn compile(
+        name: &str,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<ZoneOffsets, UnknownZone> {
+        let zone: chrono_tz::Tz = name.parse().map_err(|_| UnknownZone(name.into()))?;
+        let offset_at = |t: i64| -> i32 {
+            zone.timestamp_opt(t, 0)
+                .single()
+                .map_or(0, |dt| dt.offset().fix().local_minus_utc())
+        };
+        let mut transitions = alloc::vec![(from, offset_at(from.seconds()))];
+        let mut previous = from.seconds();
+        let mut current = offset_at(previous);
+        let mut t = previous;
+        while t < until.seconds() {
+            t = (t + STEP).min(until.seconds());
+            let offset = offset_at(t);
+            if offset != current {
+                // Bisect (previous, t] for the first second with the new offset.
+                let (mut low, mut high) = (previous, t);
+                while high - low > 1 {
+                    let mid = low + (high - low) / 2;
+                    if offset_at(mid) == current {
+                        low = mid;
+                    } else {
+                        high = mid;
+                    }
+                }
+                transitions.push((Timestamp(high), offset));
+                current = offset;
+            }
+            previous = t;
+        }
+        Ok(ZoneOffsets(transitions))
+    }
+}
+
+#[cfg(feature = "tzdb")]
+pub use tzdb::{compile, UnknownZone};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_is_a_thursday_midnight() {
+        let moment = local_moment(Timestamp(0), 0);
+        assert_eq!(moment.weekday, Weekday::Thu);
+        assert_eq!(moment.time, TimeOfDay::MIDNIGHT);
+        // One second before is Wednesday 23:59 (negative instants floor correctly).
+        let moment = local_moment(Timestamp(-1), 0);
+        assert_eq!(moment.weekday, Weekday::Wed);
+        assert_eq!(moment.time.minutes(), 23 * 60 + 59);
+    }
+
+    #[test]
+    fn offsets_apply_from_their_instant() {
+        let zone = ZoneOffsets::from_transitions(alloc::vec![
+            (Timestamp(100), 3600),
+            (Timestamp(200), 7200)
+        ])
+        .unwrap();
+        assert_eq!(zone.offset_at(Timestamp(0)), 3600);
+        assert_eq!(zone.offset_at(Timestamp(199)), 3600);
+        assert_eq!(zone.offset_at(Timestamp(200)), 7200);
+        assert_eq!(zone.offset_at(Timestamp(i64::MAX)), 7200);
+        assert!(ZoneOffsets::from_transitions(alloc::vec![]).is_none());
+        assert!(
+            ZoneOffsets::from_transitions(alloc::vec![(Timestamp(2), 0), (Timestamp(1), 0)])
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn zone_names_are_checked_for_shape() {
+        assert!(is_plausible_name("Asia/Jakarta"));
+        assert!(is_plausible_name("America/Argentina/Buenos_Aires"));
+        assert!(is_plausible_name("UTC"));
+        assert!(!is_plausible_name(""));
+        assert!(!is_plausible_name("Asia/Jakarta "));
+        assert!(!is_plausible_name("/etc/passwd"));
+    }
+}

@@ -465,12 +465,15 @@ fn validate_variants(variants: &[Variant], p: &mut Problems) {
         }
         total += u64::from(variant.weight);
     }
-    p.check(total > 0, "variants", "weights must not all be zero");
-    p.check(
-        variants.iter().any(|v| !v.control && v.weight > 0),
-        "variants",
-        "at least one variant that is not a control must have weight",
-    );
+    if total == 0 {
+        p.add("variants", "weights must not all be zero");
+    } else {
+        p.check(
+            variants.iter().any(|v| !v.control && v.weight > 0),
+            "variants",
+            "at least one variant that is not a control must have weight",
+        );
+    }
 }
 
 fn validate_caps(caps: &Caps, p: &mut Problems) {

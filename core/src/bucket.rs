@@ -119,14 +119,9 @@ mod tests {
     #[test]
     fn campaigns_bucket_independently() {
         // The same users split 50/50 in two campaigns should not land on the same side every time.
-        let users: Vec<UserId> = (0..2000)
-            .map(|i| UserId::parse(&format!("u{i}")).unwrap())
-            .collect();
-        let side = |campaign| {
-            users
-                .iter()
-                .map(move |u| choose(CampaignId(campaign), u, [1u32, 1].into_iter()))
-        };
+        let users: Vec<UserId> = (0..2000).map(|i| UserId::parse(&format!("u{i}")).unwrap()).collect();
+        let side =
+            |campaign| users.iter().map(move |u| choose(CampaignId(campaign), u, [1u32, 1].into_iter()));
         let agree = side(1).zip(side(2)).filter(|(a, b)| a == b).count();
         assert!((800..1200).contains(&agree), "{agree} of 2000 agree");
     }
@@ -137,10 +132,7 @@ mod tests {
         assert_eq!(choose(CampaignId(1), &user, [0u32, 0].into_iter()), None);
         for i in 0..500 {
             let user = UserId::parse(&format!("u{i}")).unwrap();
-            assert_eq!(
-                choose(CampaignId(1), &user, vec![0u32, 3, 0].into_iter()),
-                Some(1)
-            );
+            assert_eq!(choose(CampaignId(1), &user, vec![0u32, 3, 0].into_iter()), Some(1));
         }
     }
 }

@@ -86,15 +86,8 @@ pub enum Weekday {
 }
 
 impl Weekday {
-    const ALL: [Weekday; 7] = [
-        Weekday::Mon,
-        Weekday::Tue,
-        Weekday::Wed,
-        Weekday::Thu,
-        Weekday::Fri,
-        Weekday::Sat,
-        Weekday::Sun,
-    ];
+    const ALL: [Weekday; 7] =
+        [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun];
 
     /// Monday is 0.
     pub fn from_index(index: u32) -> Weekday {
@@ -283,10 +276,7 @@ struct Problems(Vec<FieldError>);
 
 impl Problems {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.into(), message: message.into() });
     }
 
     fn check(&mut self, ok: bool, field: impl Into<String>, message: &str) {
@@ -307,17 +297,9 @@ impl Campaign {
         let mut problems = Problems(Vec::new());
         let p = &mut problems;
         p.check(!self.name.trim().is_empty(), "name", "must not be empty");
-        p.check(
-            self.name.chars().count() <= MAX_NAME_LEN,
-            "name",
-            "is too long",
-        );
+        p.check(self.name.chars().count() <= MAX_NAME_LEN, "name", "is too long");
         for (i, placement) in self.placements.iter().enumerate() {
-            p.check(
-                is_slug(placement),
-                format!("placements[{i}]"),
-                "must be 1-32 of a-z, 0-9, - and _",
-            );
+            p.check(is_slug(placement), format!("placements[{i}]"), "must be 1-32 of a-z, 0-9, - and _");
         }
         validate_schedule(&self.schedule, p);
         validate_creative(&self.creative, "creative", p);
@@ -325,11 +307,7 @@ impl Campaign {
         validate_caps(&self.caps, p);
         validate_audience(&self.audience, p);
         validate_rules(&self.rules, p);
-        p.check(
-            self.budget != Some(0),
-            "budget",
-            "must be at least 1 when set",
-        );
+        p.check(self.budget != Some(0), "budget", "must be at least 1 when set");
         if problems.0.is_empty() {
             Ok(())
         } else {
@@ -340,37 +318,23 @@ impl Campaign {
 
 fn is_slug(text: &str) -> bool {
     (1..=32).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn validate_schedule(schedule: &Schedule, p: &mut Problems) {
     if let Some(end) = schedule.end {
-        p.check(
-            end > schedule.start,
-            "schedule.end",
-            "must be after schedule.start",
-        );
+        p.check(end > schedule.start, "schedule.end", "must be after schedule.start");
     }
     match &schedule.time_zone {
-        Some(zone) => p.check(
-            crate::zone::is_plausible_name(zone),
-            "schedule.time_zone",
-            "is not an IANA zone name",
-        ),
-        None => p.check(
-            schedule.windows.is_empty(),
-            "schedule.time_zone",
-            "is required when there are windows",
-        ),
+        Some(zone) => {
+            p.check(crate::zone::is_plausible_name(zone), "schedule.time_zone", "is not an IANA zone name")
+        }
+        None => {
+            p.check(schedule.windows.is_empty(), "schedule.time_zone", "is required when there are windows")
+        }
     }
     for (i, window) in schedule.windows.iter().enumerate() {
-        p.check(
-            !window.days.is_empty(),
-            format!("schedule.windows[{i}].days"),
-            "must name at least one day",
-        );
+        p.check(!window.days.is_empty(), format!("schedule.windows[{i}].days"), "must name at least one day");
         p.check(
             window.start != TimeOfDay::END_OF_DAY,
             format!("schedule.windows[{i}].start"),
@@ -390,16 +354,8 @@ fn validate_creative(creative: &Creative, path: &str, p: &mut Problems) {
         format!("{path}.title"),
         "a popup needs a title or a body",
     );
-    p.check(
-        creative.title.chars().count() <= MAX_TITLE_LEN,
-        format!("{path}.title"),
-        "is too long",
-    );
-    p.check(
-        creative.body.chars().count() <= MAX_BODY_LEN,
-        format!("{path}.body"),
-        "is too long",
-    );
+    p.check(creative.title.chars().count() <= MAX_TITLE_LEN, format!("{path}.title"), "is too long");
+    p.check(creative.body.chars().count() <= MAX_BODY_LEN, format!("{path}.body"), "is too long");
     if let Some(url) = &creative.image_url {
         p.check(
             url.len() <= MAX_URL_LEN && url.starts_with("https://") && url.len() > "https://".len(),
@@ -430,9 +386,7 @@ fn is_absolute_url(url: &str) -> bool {
 
 pub(crate) fn is_variant_key(key: &str) -> bool {
     (1..=MAX_VARIANT_KEY_LEN).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn validate_variants(variants: &[Variant], p: &mut Problems) {
@@ -447,9 +401,7 @@ fn validate_variants(variants: &[Variant], p: &mut Problems) {
             "must be 1-32 of A-Z, a-z, 0-9, - and _",
         );
         p.check(
-            !variants[..i]
-                .iter()
-                .any(|earlier| earlier.key == variant.key),
+            !variants[..i].iter().any(|earlier| earlier.key == variant.key),
             format!("variants[{i}].key"),
             "is used by another variant",
         );
@@ -478,37 +430,17 @@ fn validate_variants(variants: &[Variant], p: &mut Problems) {
 
 fn validate_caps(caps: &Caps, p: &mut Problems) {
     // Zero would mean "never show": pausing the campaign says that honestly.
-    p.check(
-        caps.lifetime != Some(0),
-        "caps.lifetime",
-        "must be at least 1 when set",
-    );
-    p.check(
-        caps.per_day != Some(0),
-        "caps.per_day",
-        "must be at least 1 when set",
-    );
-    p.check(
-        caps.min_interval_seconds != Some(0),
-        "caps.min_interval_seconds",
-        "must be at least 1 when set",
-    );
+    p.check(caps.lifetime != Some(0), "caps.lifetime", "must be at least 1 when set");
+    p.check(caps.per_day != Some(0), "caps.per_day", "must be at least 1 when set");
+    p.check(caps.min_interval_seconds != Some(0), "caps.min_interval_seconds", "must be at least 1 when set");
     if let (Some(lifetime), Some(per_day)) = (caps.lifetime, caps.per_day) {
-        p.check(
-            per_day <= lifetime,
-            "caps.per_day",
-            "must not exceed caps.lifetime",
-        );
+        p.check(per_day <= lifetime, "caps.per_day", "must not exceed caps.lifetime");
     }
 }
 
 fn validate_audience(audience: &Audience, p: &mut Problems) {
     if let Include::AnyOf(segments) = &audience.include {
-        p.check(
-            !segments.is_empty(),
-            "audience.include.any_of",
-            "must name at least one segment",
-        );
+        p.check(!segments.is_empty(), "audience.include.any_of", "must name at least one segment");
         for (i, segment) in segments.iter().enumerate() {
             p.check(
                 !audience.exclude.contains(segment),
@@ -520,16 +452,8 @@ fn validate_audience(audience: &Audience, p: &mut Problems) {
 }
 
 fn validate_rules(rules: &Rules, p: &mut Problems) {
-    if let Some(VersionRange {
-        min: Some(min),
-        max: Some(max),
-    }) = &rules.app_version
-    {
-        p.check(
-            min < max,
-            "rules.app_version.max",
-            "must be greater than min",
-        );
+    if let Some(VersionRange { min: Some(min), max: Some(max) }) = &rules.app_version {
+        p.check(min < max, "rules.app_version.max", "must be greater than min");
     }
     for (i, country) in rules.countries.iter().enumerate() {
         p.check(
@@ -541,9 +465,7 @@ fn validate_rules(rules: &Rules, p: &mut Problems) {
     for (i, locale) in rules.locales.iter().enumerate() {
         p.check(
             (2..=35).contains(&locale.len())
-                && locale
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
             format!("rules.locales[{i}]"),
             "must be a BCP 47 tag such as id or id-ID",
         );

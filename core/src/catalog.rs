@@ -51,10 +51,7 @@ pub struct Catalog(CatalogParts);
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
     #[error("campaign {id} is invalid: {errors}")]
-    InvalidCampaign {
-        id: CampaignId,
-        errors: ValidationErrors,
-    },
+    InvalidCampaign { id: CampaignId, errors: ValidationErrors },
     #[error("campaign {0} appears twice")]
     DuplicateCampaign(CampaignId),
     #[error("campaign {campaign} uses time zone {zone:?}, which the catalog has no offsets for")]
@@ -71,10 +68,7 @@ impl Catalog {
         for campaign in &parts.campaigns {
             campaign
                 .validate()
-                .map_err(|errors| CatalogError::InvalidCampaign {
-                    id: campaign.id,
-                    errors,
-                })?;
+                .map_err(|errors| CatalogError::InvalidCampaign { id: campaign.id, errors })?;
         }
         sort(&mut parts.campaigns);
         check_structure(&parts)?;
@@ -84,8 +78,8 @@ impl Catalog {
     /// Decodes a catalog written by [`Catalog::encode`]. Campaigns were validated when it was built; this
     /// re-checks only the structure resolution relies on, so decoding stays cheap.
     pub fn decode(json: &[u8]) -> Result<Catalog, CatalogError> {
-        let mut parts: CatalogParts = serde_json::from_slice(json)
-            .map_err(|e| CatalogError::Malformed(alloc::format!("{e}")))?;
+        let mut parts: CatalogParts =
+            serde_json::from_slice(json).map_err(|e| CatalogError::Malformed(alloc::format!("{e}")))?;
         if !parts.campaigns.is_sorted_by_key(resolution_key) {
             sort(&mut parts.campaigns);
         }
@@ -160,10 +154,7 @@ fn check_structure(parts: &CatalogParts) -> Result<(), CatalogError> {
     for campaign in &parts.campaigns {
         if let Some(zone) = &campaign.schedule.time_zone {
             if !campaign.schedule.windows.is_empty() && !parts.zones.contains_key(zone) {
-                return Err(CatalogError::MissingZone {
-                    campaign: campaign.id,
-                    zone: zone.clone(),
-                });
+                return Err(CatalogError::MissingZone { campaign: campaign.id, zone: zone.clone() });
             }
         }
     }

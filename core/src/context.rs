@@ -53,11 +53,7 @@ pub struct AppVersion {
 
 impl AppVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> AppVersion {
-        AppVersion {
-            major,
-            minor,
-            patch,
-        }
+        AppVersion { major, minor, patch }
     }
 }
 
@@ -144,10 +140,7 @@ mod tests {
     #[test]
     fn locales_match_by_language_or_exact_tag() {
         assert!(locale_matches("id", "id-ID"));
-        assert!(
-            !locale_matches("id", "in_ID"),
-            "in is the old code for Indonesian, not an alias"
-        );
+        assert!(!locale_matches("id", "in_ID"), "in is the old code for Indonesian, not an alias");
         assert!(locale_matches("id-ID", "id_id"));
         assert!(locale_matches("ID", "id"));
         assert!(!locale_matches("id-ID", "id"));

@@ -70,8 +70,7 @@ impl UserId {
         if raw.len() > MAX_USER_ID_LEN {
             return Err(UserIdError::TooLong);
         }
-        let allowed =
-            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@');
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@');
         if !raw.bytes().all(allowed) {
             return Err(UserIdError::InvalidCharacter);
         }

@@ -127,11 +127,7 @@ enum Offer<'c> {
     HoldOut(&'c str),
 }
 
-fn check<'c>(
-    catalog: &'c Catalog,
-    campaign: &'c Campaign,
-    subject: &Subject<'_>,
-) -> Result<Offer<'c>, Skip> {
+fn check<'c>(catalog: &'c Catalog, campaign: &'c Campaign, subject: &Subject<'_>) -> Result<Offer<'c>, Skip> {
     check_schedule(catalog, campaign, subject.now)?;
     if let Some(budget) = campaign.budget {
         if catalog.served(campaign.id) >= budget {
@@ -162,11 +158,8 @@ fn check_schedule(catalog: &Catalog, campaign: &Campaign, now: Timestamp) -> Res
         return Ok(());
     }
     // Catalog::build and decode guarantee the zone is present; a missing one fails closed.
-    let zone = schedule
-        .time_zone
-        .as_deref()
-        .and_then(|name| catalog.zone(name))
-        .ok_or(Skip::OutsideWindow)?;
+    let zone =
+        schedule.time_zone.as_deref().and_then(|name| catalog.zone(name)).ok_or(Skip::OutsideWindow)?;
     let local = zone.local(now);
     let inside = |window: &crate::campaign::Window| {
         let minute = local.time;
@@ -191,14 +184,7 @@ fn check_placement(campaign: &Campaign, context: &RequestContext) -> Result<(), 
     }
     // A campaign that names placements shows only where the app says it is asking from.
     match &context.placement {
-        Some(placement)
-            if campaign
-                .placements
-                .iter()
-                .any(|p| p.eq_ignore_ascii_case(placement)) =>
-        {
-            Ok(())
-        }
+        Some(placement) if campaign.placements.iter().any(|p| p.eq_ignore_ascii_case(placement)) => Ok(()),
         _ => Err(Skip::WrongPlacement),
     }
 }
@@ -206,11 +192,7 @@ fn check_placement(campaign: &Campaign, context: &RequestContext) -> Result<(), 
 fn check_rules(campaign: &Campaign, context: &RequestContext) -> Result<(), Skip> {
     let rules = &campaign.rules;
     let mismatch = |rule| Err(Skip::RuleMismatch(rule));
-    if !rules.platforms.is_empty()
-        && !context
-            .platform
-            .is_some_and(|p| rules.platforms.contains(&p))
-    {
+    if !rules.platforms.is_empty() && !context.platform.is_some_and(|p| rules.platforms.contains(&p)) {
         return mismatch(Rule::Platform);
     }
     if let Some(range) = &rules.app_version {
@@ -227,10 +209,7 @@ fn check_rules(campaign: &Campaign, context: &RequestContext) -> Result<(), Skip
         return mismatch(Rule::Country);
     }
     if !rules.locales.is_empty()
-        && !context
-            .locale
-            .as_deref()
-            .is_some_and(|l| rules.locales.iter().any(|r| locale_matches(r, l)))
+        && !context.locale.as_deref().is_some_and(|l| rules.locales.iter().any(|r| locale_matches(r, l)))
     {
         return mismatch(Rule::Locale);
     }
@@ -269,20 +248,13 @@ fn check_caps(campaign: &Campaign, subject: &Subject<'_>) -> Result<(), Skip> {
 }
 
 fn choose_variant<'c>(campaign: &'c Campaign, user: &UserId) -> Offer<'c> {
-    let base = |variant| {
-        Offer::Show(Selection {
-            campaign,
-            variant,
-            creative: &campaign.creative,
-        })
-    };
+    let base = |variant| Offer::Show(Selection { campaign, variant, creative: &campaign.creative });
     if campaign.variants.is_empty() {
         return base(DEFAULT_VARIANT);
     }
     let weights = campaign.variants.iter().map(|v| v.weight);
     // Validation guarantees a positive total; an invalid catalog falls back to the base creative.
-    let Some(variant) =
-        bucket::choose(campaign.id, user, weights).and_then(|i| campaign.variants.get(i))
+    let Some(variant) = bucket::choose(campaign.id, user, weights).and_then(|i| campaign.variants.get(i))
     else {
         return base(DEFAULT_VARIANT);
     };
@@ -294,9 +266,5 @@ fn offer<'c>(campaign: &'c Campaign, variant: &'c Variant) -> Offer<'c> {
         return Offer::HoldOut(&variant.key);
     }
     let creative = variant.creative.as_ref().unwrap_or(&campaign.creative);
-    Offer::Show(Selection {
-        campaign,
-        variant: &variant.key,
-        creative,
-    })
+    Offer::Show(Selection { campaign, variant: &variant.key, creative })
 }

@@ -69,10 +69,7 @@ pub enum StoreError {
     #[error("expected {expected} replies, got {got}")]
     ReplyCount { expected: usize, got: usize },
     #[error("redis answered {command}: {message}")]
-    Redis {
-        command: &'static str,
-        message: String,
-    },
+    Redis { command: &'static str, message: String },
     #[error("unexpected reply to {0}")]
     UnexpectedReply(&'static str),
     #[error(transparent)]
@@ -98,19 +95,16 @@ pub enum KeySpaceError {
 impl KeySpace {
     pub fn new(prefix: &str, day_offset_seconds: i32) -> Result<KeySpace, KeySpaceError> {
         let valid = (1..=32).contains(&prefix.len())
-            && prefix.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':')
-            });
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':'));
         if !valid {
             return Err(KeySpaceError::InvalidPrefix);
         }
         if day_offset_seconds.abs() > 14 * 3600 {
             return Err(KeySpaceError::InvalidDayOffset);
         }
-        Ok(KeySpace {
-            prefix: prefix.into(),
-            day_offset_seconds,
-        })
+        Ok(KeySpace { prefix: prefix.into(), day_offset_seconds })
     }
 
     pub fn prefix(&self) -> &str {
@@ -134,11 +128,7 @@ impl KeySpace {
     }
 
     pub fn event_marker(&self, user: &UserId, token_id: &str, kind: EventKind) -> String {
-        format!(
-            "{}:u:{{{user}}}:e:{token_id}:{}",
-            self.prefix,
-            kind.as_str()
-        )
+        format!("{}:u:{{{user}}}:e:{token_id}:{}", self.prefix, kind.as_str())
     }
 
     pub fn events(&self) -> String {
@@ -153,8 +143,7 @@ impl KeySpace {
     /// Seconds from `now` until the day after `now`'s day ends: daily counters live that long, so that a
     /// resolve just after midnight never reads a hash that expired early.
     fn day_ttl(&self, now: Timestamp) -> i64 {
-        let next_midnight =
-            (self.day(now) + 1) * SECONDS_PER_DAY - i64::from(self.day_offset_seconds);
+        let next_midnight = (self.day(now) + 1) * SECONDS_PER_DAY - i64::from(self.day_offset_seconds);
         next_midnight - now.seconds() + SECONDS_PER_DAY
     }
 }
@@ -169,22 +158,13 @@ pub fn segment_field(segment: SegmentId) -> String {
 pub fn publish_catalog(keys: &KeySpace, catalog: &Catalog) -> Vec<Command> {
     vec![
         Command::new(["SET", &keys.catalog(), &catalog.encode()]),
-        Command::new([
-            "SET",
-            &keys.catalog_version(),
-            &catalog.version().to_string(),
-        ]),
+        Command::new(["SET", &keys.catalog_version(), &catalog.version().to_string()]),
     ]
 }
 
 /// Marks `user` as a member of `segment` at `version`.
 pub fn add_member(keys: &KeySpace, user: &UserId, segment: SegmentId, version: u64) -> Command {
-    Command::new([
-        "HSET",
-        &keys.user(user),
-        &segment_field(segment),
-        &version.to_string(),
-    ])
+    Command::new(["HSET", &keys.user(user), &segment_field(segment), &version.to_string()])
 }
 
 pub fn fetch_catalog(keys: &KeySpace) -> Command {
@@ -196,10 +176,7 @@ pub fn read_catalog(reply: Reply) -> Result<Option<Catalog>, StoreError> {
     match reply {
         Reply::Nil => Ok(None),
         Reply::Bulk(json) => Ok(Some(Catalog::decode(&json)?)),
-        Reply::Error(message) => Err(StoreError::Redis {
-            command: "GET catalog",
-            message,
-        }),
+        Reply::Error(message) => Err(StoreError::Redis { command: "GET catalog", message }),
         _ => Err(StoreError::UnexpectedReply("GET catalog")),
     }
 }
@@ -232,12 +209,7 @@ pub struct ResolvePlan {
 
 impl ResolvePlan {
     /// `cached_version` is the version of the catalog the adapter holds in memory, if any.
-    pub fn new(
-        keys: &KeySpace,
-        user: &UserId,
-        now: Timestamp,
-        cached_version: Option<u64>,
-    ) -> ResolvePlan {
+    pub fn new(keys: &KeySpace, user: &UserId, now: Timestamp, cached_version: Option<u64>) -> ResolvePlan {
         let catalog_read = match cached_version {
             Some(_) => Command::new(["GET", &keys.catalog_version()]),
             None => fetch_catalog(keys),
@@ -247,10 +219,7 @@ impl ResolvePlan {
             Command::new(["HGETALL", &keys.user(user)]),
             Command::new(["HGETALL", &keys.user_day(user, keys.day(now))]),
         ];
-        ResolvePlan {
-            commands,
-            cached_version,
-        }
+        ResolvePlan { commands, cached_version }
     }
 
     pub fn commands(&self) -> &[Command] {
@@ -276,10 +245,7 @@ impl ResolvePlan {
         for (field, value) in hash_pairs(today, "HGETALL user day")? {
             read_day_field(&mut state, &field, &value);
         }
-        Ok(ResolveInputs {
-            catalog,
-            user: state,
-        })
+        Ok(ResolveInputs { catalog, user: state })
     }
 }
 
@@ -299,20 +265,12 @@ fn read_user_field(state: &mut UserState, field: &str, value: &str) {
         }
         "n" => {
             if let Ok(campaign) = id.parse() {
-                state
-                    .campaigns
-                    .entry(CampaignId(campaign))
-                    .or_default()
-                    .lifetime = clamp_count(number);
+                state.campaigns.entry(CampaignId(campaign)).or_default().lifetime = clamp_count(number);
             }
         }
         "t" => {
             if let Ok(campaign) = id.parse() {
-                state
-                    .campaigns
-                    .entry(CampaignId(campaign))
-                    .or_default()
-                    .last_shown = Some(Timestamp(number));
+                state.campaigns.entry(CampaignId(campaign)).or_default().last_shown = Some(Timestamp(number));
             }
         }
         _ => {}
@@ -326,11 +284,7 @@ fn read_day_field(state: &mut UserState, field: &str, value: &str) {
     if field == "all" {
         state.shown_today = clamp_count(number);
     } else if let Some(Ok(campaign)) = field.strip_prefix("n:").map(str::parse) {
-        state
-            .campaigns
-            .entry(CampaignId(campaign))
-            .or_default()
-            .today = clamp_count(number);
+        state.campaigns.entry(CampaignId(campaign)).or_default().today = clamp_count(number);
     }
 }
 
@@ -357,9 +311,7 @@ impl EventKind {
     }
 
     pub fn parse(raw: &str) -> Option<EventKind> {
-        [EventKind::Impression, EventKind::Click, EventKind::Dismiss]
-            .into_iter()
-            .find(|k| k.as_str() == raw)
+        [EventKind::Impression, EventKind::Click, EventKind::Dismiss].into_iter().find(|k| k.as_str() == raw)
     }
 }
 
@@ -439,9 +391,7 @@ impl EventPlan {
             "at",
             &now,
         ]);
-        EventPlan {
-            commands: [script, append],
-        }
+        EventPlan { commands: [script, append] }
     }
 
     pub fn commands(&self) -> &[Command] {
@@ -451,10 +401,7 @@ impl EventPlan {
     pub fn read(&self, replies: Vec<Reply>) -> Result<EventOutcome, StoreError> {
         let [script, append] = exact::<2>(replies)?;
         if let Reply::Error(message) = append {
-            return Err(StoreError::Redis {
-                command: "XADD",
-                message,
-            });
+            return Err(StoreError::Redis { command: "XADD", message });
         }
         match parse_int(&script, "EVAL event")? {
             1 => Ok(EventOutcome::Recorded),
@@ -466,9 +413,7 @@ impl EventPlan {
 
 fn exact<const N: usize>(replies: Vec<Reply>) -> Result<[Reply; N], StoreError> {
     let got = replies.len();
-    replies
-        .try_into()
-        .map_err(|_| StoreError::ReplyCount { expected: N, got })
+    replies.try_into().map_err(|_| StoreError::ReplyCount { expected: N, got })
 }
 
 fn parse_int(reply: &Reply, command: &'static str) -> Result<i64, StoreError> {
@@ -478,10 +423,7 @@ fn parse_int(reply: &Reply, command: &'static str) -> Result<i64, StoreError> {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or(StoreError::UnexpectedReply(command)),
-        Reply::Error(message) => Err(StoreError::Redis {
-            command,
-            message: message.clone(),
-        }),
+        Reply::Error(message) => Err(StoreError::Redis { command, message: message.clone() }),
         _ => Err(StoreError::UnexpectedReply(command)),
     }
 }

@@ -36,13 +36,8 @@ use core::iter::Peekable;
 use core::str::Chars;
 
 /// The customer fields a message may use.
-pub const CUSTOMER_PLACEHOLDERS: &[&str] = &[
-    "first_name",
-    "last_name",
-    "location",
-    "preferred_product",
-    "phone",
-];
+pub const CUSTOMER_PLACEHOLDERS: &[&str] =
+    &["first_name", "last_name", "location", "preferred_product", "phone"];
 
 /// The longest template source accepted, in bytes. Popups and push messages are short; the bound keeps a
 /// catalog entry small and rendering cheap.
@@ -94,10 +89,7 @@ pub struct Template {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Placeholder {
-        name: String,
-        fallback: Option<String>,
-    },
+    Placeholder { name: String, fallback: Option<String> },
 }
 
 impl Template {
@@ -137,10 +129,7 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(Template {
-            source: String::from(text),
-            parts,
-        })
+        Ok(Template { source: String::from(text), parts })
     }
 
     /// Fills the placeholders with `lookup`. A missing or blank value is replaced by the fallback, or by
@@ -181,8 +170,7 @@ fn parse_placeholder(
     column: usize,
 ) -> Result<(String, Option<String>), TemplateError> {
     let mut name = String::new();
-    while let Some(c) = cursor.next_if(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
+    while let Some(c) = cursor.next_if(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
         name.push(c);
     }
     let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
@@ -213,10 +201,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(text: &'a str) -> Self {
-        Cursor {
-            chars: text.chars().peekable(),
-            column: 0,
-        }
+        Cursor { chars: text.chars().peekable(), column: 0 }
     }
 
     fn next(&mut self) -> Option<(usize, char)> {
@@ -250,12 +235,8 @@ mod tests {
     /// Parses with the customer fields and renders with `values`.
     fn check(template: &str, values: Values<'_>, expected: &str) {
         let parsed = Template::parse(template, CUSTOMER_PLACEHOLDERS).unwrap();
-        let rendered = parsed.render(|name| {
-            values
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| *value)
-        });
+        let rendered =
+            parsed.render(|name| values.iter().find(|(key, _)| *key == name).map(|(_, value)| *value));
         assert_eq!(rendered, expected, "template {template:?}");
     }
 
@@ -267,17 +248,10 @@ mod tests {
     fn renders_the_seed_examples() {
         check(
             "Hi {first_name}, check {preferred_product}!",
-            &[
-                ("first_name", "Alice"),
-                ("preferred_product", "Tabungan Emas"),
-            ],
+            &[("first_name", "Alice"), ("preferred_product", "Tabungan Emas")],
             "Hi Alice, check Tabungan Emas!",
         );
-        check(
-            "Hi {first_name} {last_name}",
-            &[("first_name", "Alice")],
-            "Hi Alice ",
-        );
+        check("Hi {first_name} {last_name}", &[("first_name", "Alice")], "Hi Alice ");
     }
 
     #[test]
@@ -294,12 +268,8 @@ mod tests {
             &values,
             "Budi Santoso (Surabaya): KPR, call +62 812 0000",
         );
-        let template =
-            Template::parse("{phone}{first_name} {phone}", CUSTOMER_PLACEHOLDERS).unwrap();
-        assert_eq!(
-            template.placeholders().collect::<Vec<_>>(),
-            vec!["phone", "first_name", "phone"]
-        );
+        let template = Template::parse("{phone}{first_name} {phone}", CUSTOMER_PLACEHOLDERS).unwrap();
+        assert_eq!(template.placeholders().collect::<Vec<_>>(), vec!["phone", "first_name", "phone"]);
         assert_eq!(template.source(), "{phone}{first_name} {phone}");
     }
 
@@ -307,45 +277,17 @@ mod tests {
     fn escapes_and_fallbacks() {
         let cases: &[(&str, Values<'_>, &str)] = &[
             ("Use code {{PROMO}} now", &[], "Use code {PROMO} now"),
-            (
-                "{{first_name}} }} {{",
-                &[("first_name", "Alice")],
-                "{first_name} } {",
-            ),
+            ("{{first_name}} }} {{", &[("first_name", "Alice")], "{first_name} } {"),
             ("{{{first_name}}}", &[("first_name", "Alice")], "{Alice}"),
             ("Hi {last_name|Customer}!", &[], "Hi Customer!"),
-            (
-                "Hi {last_name|Customer}!",
-                &[("last_name", "")],
-                "Hi Customer!",
-            ),
-            (
-                "Hi {last_name|Customer}!",
-                &[("last_name", " \t ")],
-                "Hi Customer!",
-            ),
-            (
-                "Hi {last_name|Customer}!",
-                &[("last_name", "Tan")],
-                "Hi Tan!",
-            ),
-            (
-                "Hi {last_name|Bapak/Ibu Nasabah}",
-                &[],
-                "Hi Bapak/Ibu Nasabah",
-            ),
+            ("Hi {last_name|Customer}!", &[("last_name", "")], "Hi Customer!"),
+            ("Hi {last_name|Customer}!", &[("last_name", " \t ")], "Hi Customer!"),
+            ("Hi {last_name|Customer}!", &[("last_name", "Tan")], "Hi Tan!"),
+            ("Hi {last_name|Bapak/Ibu Nasabah}", &[], "Hi Bapak/Ibu Nasabah"),
             ("Hi {last_name|}!", &[], "Hi !"),
             ("Hi {last_name}!", &[("last_name", "  ")], "Hi !"),
-            (
-                "Hi {first_name}",
-                &[("first_name", "{last_name} }{")],
-                "Hi {last_name} }{",
-            ),
-            (
-                "Halo {first_name} 👋 ç",
-                &[("first_name", "Sérénité")],
-                "Halo Sérénité 👋 ç",
-            ),
+            ("Hi {first_name}", &[("first_name", "{last_name} }{")], "Hi {last_name} }{"),
+            ("Halo {first_name} 👋 ç", &[("first_name", "Sérénité")], "Halo Sérénité 👋 ç"),
         ];
         for (template, values, expected) in cases {
             check(template, values, expected);
@@ -356,20 +298,8 @@ mod tests {
     fn reports_the_first_error_with_its_column() {
         use TemplateError::*;
         let cases = [
-            (
-                "Hi {frist_name}",
-                UnknownPlaceholder {
-                    name: "frist_name".to_string(),
-                    column: 4,
-                },
-            ),
-            (
-                "Hi {nama}",
-                UnknownPlaceholder {
-                    name: "nama".to_string(),
-                    column: 4,
-                },
-            ),
+            ("Hi {frist_name}", UnknownPlaceholder { name: "frist_name".to_string(), column: 4 }),
+            ("Hi {nama}", UnknownPlaceholder { name: "nama".to_string(), column: 4 }),
             ("Hi { there", InvalidPlaceholder { column: 4 }),
             ("Hi {", UnclosedBrace { column: 4 }),
             ("a } b", UnmatchedClosingBrace { column: 3 }),
@@ -384,21 +314,9 @@ mod tests {
             ("Hi {first_name|a{b}", InvalidFallback { column: 4 }),
             ("Hi {first_name|a|b}", InvalidFallback { column: 4 }),
             ("} {frist_name}", UnmatchedClosingBrace { column: 1 }),
-            (
-                "{frist_name} }",
-                UnknownPlaceholder {
-                    name: "frist_name".to_string(),
-                    column: 1,
-                },
-            ),
+            ("{frist_name} }", UnknownPlaceholder { name: "frist_name".to_string(), column: 1 }),
             // 'é' and the emoji are 2 and 4 bytes: a byte count would say column 12.
-            (
-                "Café 🌞 {frist_name}",
-                UnknownPlaceholder {
-                    name: "frist_name".to_string(),
-                    column: 8,
-                },
-            ),
+            ("Café 🌞 {frist_name}", UnknownPlaceholder { name: "frist_name".to_string(), column: 8 }),
             ("", Empty),
             (" \n\t ", Empty),
         ];
@@ -410,18 +328,10 @@ mod tests {
     #[test]
     fn error_messages_name_the_problem_and_column() {
         let err = error("Hi {frist_name}");
-        assert_eq!(
-            err.to_string(),
-            "unknown placeholder {frist_name} at column 4"
-        );
+        assert_eq!(err.to_string(), "unknown placeholder {frist_name} at column 4");
         assert_eq!(err.column(), Some(4));
-        assert!(error("Hi {First_Name}")
-            .to_string()
-            .starts_with("invalid placeholder at column 4:"));
-        assert_eq!(
-            error("a } b").to_string(),
-            "unmatched '}' at column 3; write }} for a literal brace"
-        );
+        assert!(error("Hi {First_Name}").to_string().starts_with("invalid placeholder at column 4:"));
+        assert_eq!(error("a } b").to_string(), "unmatched '}' at column 3; write }} for a literal brace");
         assert_eq!(error("").to_string(), "template is empty");
         assert_eq!(error("").column(), None);
     }
@@ -431,15 +341,10 @@ mod tests {
         assert!(Template::parse(&"a".repeat(MAX_TEMPLATE_LEN), &[]).is_ok());
         assert_eq!(
             Template::parse(&"a".repeat(MAX_TEMPLATE_LEN + 1), &[]),
-            Err(TemplateError::TooLong {
-                len: MAX_TEMPLATE_LEN + 1
-            })
+            Err(TemplateError::TooLong { len: MAX_TEMPLATE_LEN + 1 })
         );
         // 1366 three-byte characters are 4098 bytes.
-        assert_eq!(
-            Template::parse(&"€".repeat(1366), &[]),
-            Err(TemplateError::TooLong { len: 4098 })
-        );
+        assert_eq!(Template::parse(&"€".repeat(1366), &[]), Err(TemplateError::TooLong { len: 4098 }));
         assert_eq!(
             error(&"a".repeat(MAX_TEMPLATE_LEN + 1)).to_string(),
             "template is 4097 bytes long; the limit is 4096 bytes"
@@ -452,10 +357,7 @@ mod tests {
         assert_eq!(template.render(|_| Some("123456")), "Your code is 123456");
         assert_eq!(
             Template::parse("Hi {first_name}", &["otp"]),
-            Err(TemplateError::UnknownPlaceholder {
-                name: "first_name".to_string(),
-                column: 4
-            })
+            Err(TemplateError::UnknownPlaceholder { name: "first_name".to_string(), column: 4 })
         );
     }
 
@@ -464,12 +366,8 @@ mod tests {
         // The signature must accept lookups borrowing from the caller's data, not only `'static` strings.
         let mut customer = alloc::collections::BTreeMap::new();
         customer.insert("first_name".to_string(), "Siti".to_string());
-        let template =
-            Template::parse("Hi {first_name} {last_name|Nasabah}", CUSTOMER_PLACEHOLDERS).unwrap();
-        assert_eq!(
-            template.render(|name| customer.get(name).map(String::as_str)),
-            "Hi Siti Nasabah"
-        );
+        let template = Template::parse("Hi {first_name} {last_name|Nasabah}", CUSTOMER_PLACEHOLDERS).unwrap();
+        assert_eq!(template.render(|name| customer.get(name).map(String::as_str)), "Hi Siti Nasabah");
     }
 
     proptest! {

@@ -206,11 +206,7 @@ impl<'a> Verifier<'a> {
         if max_clock_skew_seconds < 0 {
             return Err(TokenError::InvalidConfig("clock skew must not be negative"));
         }
-        Ok(Verifier {
-            secrets,
-            max_age_seconds,
-            max_clock_skew_seconds,
-        })
+        Ok(Verifier { secrets, max_age_seconds, max_clock_skew_seconds })
     }
 
     /// Verifies `token` at time `now`: format, signature (against every secret in turn), then age.
@@ -242,10 +238,7 @@ impl<'a> Verifier<'a> {
         }
 
         let id = URL_SAFE_NO_PAD.encode(parsed.tag.get(..ID_MAC_BYTES).unwrap_or_default());
-        Ok(VerifiedToken {
-            claims: parsed.claims,
-            id,
-        })
+        Ok(VerifiedToken { claims: parsed.claims, id })
     }
 
     /// [`Verifier::verify`], then checks the token was issued to `expected_user` (the user authenticated on
@@ -310,17 +303,11 @@ fn parse(token: &str) -> Result<ParsedToken<'_>, TokenError> {
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or(TokenError::Malformed)?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|_| TokenError::Malformed)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
     let payload = core::str::from_utf8(&payload).map_err(|_| TokenError::Malformed)?;
     let claims = parse_claims(payload).ok_or(TokenError::Malformed)?;
 
-    Ok(ParsedToken {
-        payload_b64,
-        tag,
-        claims,
-    })
+    Ok(ParsedToken { payload_b64, tag, claims })
 }
 
 fn parse_claims(payload: &str) -> Option<TokenClaims> {
@@ -333,13 +320,7 @@ fn parse_claims(payload: &str) -> Option<TokenClaims> {
     if fields.next().is_some() || !is_valid_variant(variant) {
         return None;
     }
-    Some(TokenClaims {
-        user,
-        campaign,
-        variant: String::from(variant),
-        issued_at,
-        nonce,
-    })
+    Some(TokenClaims { user, campaign, variant: String::from(variant), issued_at, nonce })
 }
 
 /// Decimal digits only, no sign, no leading zero. `str::parse` alone would also take `+7` and `007`, giving
@@ -372,16 +353,12 @@ fn parse_canonical_i64(field: &str) -> Option<i64> {
 
 fn is_valid_variant(variant: &str) -> bool {
     (1..=MAX_VARIANT_LEN).contains(&variant.len())
-        && variant
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && variant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn check_secret(secret: &[u8]) -> Result<(), TokenError> {
     if secret.len() < MIN_SECRET_LEN {
-        return Err(TokenError::InvalidConfig(
-            "secret must be at least 32 bytes",
-        ));
+        return Err(TokenError::InvalidConfig("secret must be at least 32 bytes"));
     }
     Ok(())
 }
@@ -435,10 +412,7 @@ mod tests {
     /// a bug in `issue`) would make one.
     fn sign_raw(secret: &[u8], payload: &str) -> String {
         let payload_b64 = URL_SAFE_NO_PAD.encode(payload.as_bytes());
-        let tag = keyed_mac(secret, &payload_b64)
-            .unwrap()
-            .finalize()
-            .into_bytes();
+        let tag = keyed_mac(secret, &payload_b64).unwrap().finalize().into_bytes();
         format!("{PREFIX}{payload_b64}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
@@ -473,10 +447,7 @@ mod tests {
 
     #[test]
     fn issue_is_deterministic() {
-        assert_eq!(
-            issue(SECRET, &claims()).unwrap(),
-            issue(SECRET, &claims()).unwrap()
-        );
+        assert_eq!(issue(SECRET, &claims()).unwrap(), issue(SECRET, &claims()).unwrap());
     }
 
     #[test]
@@ -491,9 +462,7 @@ mod tests {
         let token = issue(SECRET, &claims).unwrap();
         assert_eq!(token.len(), 261);
         assert!(token.len() <= MAX_TOKEN_LEN);
-        let verified = verifier(&[SECRET])
-            .verify(&token, claims.issued_at)
-            .unwrap();
+        let verified = verifier(&[SECRET]).verify(&token, claims.issued_at).unwrap();
         assert_eq!(verified.claims, claims);
     }
 
@@ -511,27 +480,18 @@ mod tests {
                 let mut tampered = bytes.to_vec();
                 tampered[position] = replacement;
                 let tampered = String::from_utf8(tampered).unwrap();
-                assert!(
-                    v.verify(&tampered, T0).is_err(),
-                    "accepted {tampered:?} (position {position})"
-                );
+                assert!(v.verify(&tampered, T0).is_err(), "accepted {tampered:?} (position {position})");
             }
             let mut deleted = bytes.to_vec();
             deleted.remove(position);
             let deleted = String::from_utf8(deleted).unwrap();
-            assert!(
-                v.verify(&deleted, T0).is_err(),
-                "accepted deletion at {position}"
-            );
+            assert!(v.verify(&deleted, T0).is_err(), "accepted deletion at {position}");
         }
         for position in 0..=bytes.len() {
             let mut inserted = bytes.to_vec();
             inserted.insert(position, b'A');
             let inserted = String::from_utf8(inserted).unwrap();
-            assert!(
-                v.verify(&inserted, T0).is_err(),
-                "accepted insertion at {position}"
-            );
+            assert!(v.verify(&inserted, T0).is_err(), "accepted insertion at {position}");
         }
     }
 
@@ -542,17 +502,12 @@ mod tests {
         let forged = issue(OTHER_SECRET, &claims()).unwrap();
         assert_eq!(v.verify(&forged, T0), Err(TokenError::BadSignature));
         // A genuine payload edited to another user and re-signed.
-        let forged = sign_raw(
-            OTHER_SECRET,
-            "victim-42|4217|spring-b|1750000000|11400714819323198485",
-        );
+        let forged = sign_raw(OTHER_SECRET, "victim-42|4217|spring-b|1750000000|11400714819323198485");
         assert_eq!(v.verify(&forged, T0), Err(TokenError::BadSignature));
         // A genuine MAC moved onto another genuine-looking payload.
         let (_, genuine_mac) = segments(&issue(SECRET, &claims()).unwrap());
-        let (other_payload, _) = segments(&sign_raw(
-            SECRET,
-            "victim-42|4217|spring-b|1750000000|11400714819323198485",
-        ));
+        let (other_payload, _) =
+            segments(&sign_raw(SECRET, "victim-42|4217|spring-b|1750000000|11400714819323198485"));
         let spliced = format!("{PREFIX}{other_payload}.{genuine_mac}");
         assert_eq!(v.verify(&spliced, T0), Err(TokenError::BadSignature));
     }
@@ -562,24 +517,16 @@ mod tests {
         let token = issue(SECRET, &claims()).unwrap();
         let v = verifier(&[SECRET]);
         let owner = claims().user;
-        let ok = v
-            .verify_event(&token, &owner, CampaignId(4217), T0)
-            .unwrap();
+        let ok = v.verify_event(&token, &owner, CampaignId(4217), T0).unwrap();
         assert_eq!(ok.claims, claims());
         assert_eq!(
             v.verify_event(&token, &user("cust-0002@bank.id"), CampaignId(4217), T0),
             Err(TokenError::WrongUser)
         );
-        assert_eq!(
-            v.verify_event(&token, &owner, CampaignId(4218), T0),
-            Err(TokenError::WrongCampaign)
-        );
+        assert_eq!(v.verify_event(&token, &owner, CampaignId(4218), T0), Err(TokenError::WrongCampaign));
         // Authenticity is checked before binding: a forged token is a bad signature whatever it claims.
         let forged = issue(OTHER_SECRET, &claims()).unwrap();
-        assert_eq!(
-            v.verify_event(&forged, &owner, CampaignId(4217), T0),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(v.verify_event(&forged, &owner, CampaignId(4217), T0), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -589,14 +536,8 @@ mod tests {
         assert_eq!(v.expires_at(&claims()), T0.plus(MAX_AGE));
         assert!(v.verify(&token, T0.plus(MAX_AGE - 1)).is_ok());
         // age == max_age: the token lived exactly max_age seconds and `expires_at` is the first refusal.
-        assert_eq!(
-            v.verify(&token, v.expires_at(&claims())),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            v.verify(&token, Timestamp(i64::MAX)),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(v.verify(&token, v.expires_at(&claims())), Err(TokenError::Expired));
+        assert_eq!(v.verify(&token, Timestamp(i64::MAX)), Err(TokenError::Expired));
     }
 
     #[test]
@@ -605,14 +546,8 @@ mod tests {
         let v = verifier(&[SECRET]);
         // issued_at == now + skew is still inside the tolerance.
         assert!(v.verify(&token, T0.plus(-SKEW)).is_ok());
-        assert_eq!(
-            v.verify(&token, T0.plus(-SKEW - 1)),
-            Err(TokenError::IssuedInFuture)
-        );
-        assert_eq!(
-            v.verify(&token, Timestamp(i64::MIN)),
-            Err(TokenError::IssuedInFuture)
-        );
+        assert_eq!(v.verify(&token, T0.plus(-SKEW - 1)), Err(TokenError::IssuedInFuture));
+        assert_eq!(v.verify(&token, Timestamp(i64::MIN)), Err(TokenError::IssuedInFuture));
     }
 
     #[test]
@@ -641,10 +576,7 @@ mod tests {
         assert_eq!(old_only.id, from_old.id);
 
         let rotated = verifier(&[SECRET]);
-        assert_eq!(
-            rotated.verify(&old_token, T0),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(rotated.verify(&old_token, T0), Err(TokenError::BadSignature));
         assert!(rotated.verify(&new_token, T0).is_ok());
     }
 
@@ -685,10 +617,7 @@ mod tests {
             format!("v1.{}.{mac}", "A".repeat(10_000)),
             "v".repeat(MAX_TOKEN_LEN + 1),
             format!("{good}{}", "A".repeat(MAX_TOKEN_LEN)),
-            format!(
-                "v1.{}.{fake_mac}",
-                URL_SAFE_NO_PAD.encode([0xff, 0xfe, 0x7c])
-            ),
+            format!("v1.{}.{fake_mac}", URL_SAFE_NO_PAD.encode([0xff, 0xfe, 0x7c])),
             with_payload(""),
             with_payload("cust|4217|spring-b|1750000000"),
             with_payload("cust|4217|spring-b|1750000000|1|extra"),
@@ -715,11 +644,7 @@ mod tests {
         ];
         let v = verifier(&[SECRET]);
         for case in &cases {
-            assert_eq!(
-                v.verify(case, T0),
-                Err(TokenError::Malformed),
-                "input {case:?}"
-            );
+            assert_eq!(v.verify(case, T0), Err(TokenError::Malformed), "input {case:?}");
         }
     }
 
@@ -731,10 +656,7 @@ mod tests {
             "cust|007|spring-b|1750000000|1",
             "cust|4217|spring b|1750000000|1",
         ] {
-            assert_eq!(
-                v.verify(&sign_raw(SECRET, payload), T0),
-                Err(TokenError::Malformed)
-            );
+            assert_eq!(v.verify(&sign_raw(SECRET, payload), T0), Err(TokenError::Malformed));
         }
         // And the extremes of the numeric fields are accepted when well formed.
         let edge = sign_raw(SECRET, "cust|0|v|-9223372036854775808|0");
@@ -750,11 +672,7 @@ mod tests {
         for variant in ["", "a|b", "a.b", "a b", "é", "a/b", "a\n", long.as_str()] {
             let mut c = claims();
             c.variant = variant.to_string();
-            assert_eq!(
-                issue(SECRET, &c),
-                Err(TokenError::InvalidClaims),
-                "{variant:?}"
-            );
+            assert_eq!(issue(SECRET, &c), Err(TokenError::InvalidClaims), "{variant:?}");
         }
         for variant in ["A", "control", "B_2-x", &"v".repeat(MAX_VARIANT_LEN)] {
             let mut c = claims();
@@ -768,33 +686,15 @@ mod tests {
         let short: &[u8] = b"too-short";
         let mut c = claims();
         assert!(matches!(issue(b"", &c), Err(TokenError::InvalidConfig(_))));
-        assert!(matches!(
-            issue(short, &c),
-            Err(TokenError::InvalidConfig(_))
-        ));
+        assert!(matches!(issue(short, &c), Err(TokenError::InvalidConfig(_))));
         c.variant = String::new();
         // The secret is checked first: a configuration error is not blamed on the claims.
-        assert!(matches!(
-            issue(short, &c),
-            Err(TokenError::InvalidConfig(_))
-        ));
+        assert!(matches!(issue(short, &c), Err(TokenError::InvalidConfig(_))));
 
-        assert!(matches!(
-            Verifier::new(&[], MAX_AGE, SKEW),
-            Err(TokenError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            Verifier::new(&[SECRET, short], MAX_AGE, SKEW),
-            Err(TokenError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            Verifier::new(&[SECRET], 0, SKEW),
-            Err(TokenError::InvalidConfig(_))
-        ));
-        assert!(matches!(
-            Verifier::new(&[SECRET], MAX_AGE, -1),
-            Err(TokenError::InvalidConfig(_))
-        ));
+        assert!(matches!(Verifier::new(&[], MAX_AGE, SKEW), Err(TokenError::InvalidConfig(_))));
+        assert!(matches!(Verifier::new(&[SECRET, short], MAX_AGE, SKEW), Err(TokenError::InvalidConfig(_))));
+        assert!(matches!(Verifier::new(&[SECRET], 0, SKEW), Err(TokenError::InvalidConfig(_))));
+        assert!(matches!(Verifier::new(&[SECRET], MAX_AGE, -1), Err(TokenError::InvalidConfig(_))));
         assert!(Verifier::new(&[SECRET], MAX_AGE, 0).is_ok());
     }
 
@@ -807,10 +707,7 @@ mod tests {
 
     #[test]
     fn errors_have_messages() {
-        assert_eq!(
-            TokenError::Expired.to_string(),
-            "impression token has expired"
-        );
+        assert_eq!(TokenError::Expired.to_string(), "impression token has expired");
         assert!(TokenError::InvalidClaims.to_string().contains("1 to 32"));
         assert_eq!(
             TokenError::InvalidConfig("no secret given").to_string(),
@@ -834,20 +731,15 @@ mod tests {
     }
 
     fn arb_claims() -> impl Strategy<Value = TokenClaims> {
-        (
-            "[A-Za-z0-9._:@-]{1,64}",
-            any::<u64>(),
-            "[A-Za-z0-9_-]{1,32}",
-            any::<i64>(),
-            any::<u64>(),
-        )
-            .prop_map(|(user, campaign, variant, issued_at, nonce)| TokenClaims {
+        ("[A-Za-z0-9._:@-]{1,64}", any::<u64>(), "[A-Za-z0-9_-]{1,32}", any::<i64>(), any::<u64>()).prop_map(
+            |(user, campaign, variant, issued_at, nonce)| TokenClaims {
                 user: UserId::parse(&user).unwrap(),
                 campaign: CampaignId(campaign),
                 variant,
                 issued_at: Timestamp(issued_at),
                 nonce,
-            })
+            },
+        )
     }
 
     proptest! {

@@ -25,28 +25,21 @@ pub struct PopupQuery {
 impl PopupQuery {
     /// Parses decoded query pairs. The country is not taken from the query: it comes from the platform's
     /// request metadata, which the app cannot forge.
-    pub fn parse<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<PopupQuery, FieldError> {
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<PopupQuery, FieldError> {
         let mut query = PopupQuery::default();
-        let invalid = |field: &str, message: &str| FieldError {
-            field: field.into(),
-            message: message.into(),
-        };
+        let invalid =
+            |field: &str, message: &str| FieldError { field: field.into(), message: message.into() };
         for (name, value) in pairs {
             if value.len() > MAX_PARAM_LEN && name != "user_id" {
                 return Err(invalid(name, "is too long"));
             }
             match name {
                 "user_id" => {
-                    query.user = Some(
-                        UserId::parse(value).map_err(|e| invalid(name, &alloc::format!("{e}")))?,
-                    );
+                    query.user =
+                        Some(UserId::parse(value).map_err(|e| invalid(name, &alloc::format!("{e}")))?);
                 }
                 "placement" => query.context.placement = Some(value.into()),
-                "platform" => {
-                    query.context.platform = Some(value.parse().map_err(|e| invalid(name, e))?)
-                }
+                "platform" => query.context.platform = Some(value.parse().map_err(|e| invalid(name, e))?),
                 "app_version" => {
                     query.context.app_version = Some(value.parse().map_err(|e| invalid(name, e))?)
                 }
@@ -119,11 +112,7 @@ pub struct ErrorDetail {
 impl ErrorResponse {
     pub fn new(code: &str, message: impl Into<String>) -> ErrorResponse {
         ErrorResponse {
-            error: ErrorDetail {
-                code: code.into(),
-                message: message.into(),
-                fields: Vec::new(),
-            },
+            error: ErrorDetail { code: code.into(), message: message.into(), fields: Vec::new() },
         }
     }
 
@@ -168,10 +157,7 @@ impl Explanation {
             skipped: decision
                 .trace
                 .iter()
-                .map(|&(campaign_id, reason)| SkippedCampaign {
-                    campaign_id,
-                    reason,
-                })
+                .map(|&(campaign_id, reason)| SkippedCampaign { campaign_id, reason })
                 .collect(),
         }
     }
@@ -199,20 +185,14 @@ mod tests {
         assert_eq!(query.context.platform, Some(Platform::Ios));
         assert_eq!(query.context.app_version, Some(AppVersion::new(5, 2, 0)));
         assert_eq!(query.context.locale.as_deref(), Some("id-ID"));
-        assert_eq!(
-            query.context.country, None,
-            "country never comes from the query"
-        );
+        assert_eq!(query.context.country, None, "country never comes from the query");
     }
 
     #[test]
     fn popup_query_rejects_bad_values_naming_the_field() {
-        for (name, value) in [
-            ("user_id", "a b"),
-            ("platform", "nokia"),
-            ("app_version", "x"),
-            ("locale", &"x".repeat(65)),
-        ] {
+        for (name, value) in
+            [("user_id", "a b"), ("platform", "nokia"), ("app_version", "x"), ("locale", &"x".repeat(65))]
+        {
             let error = PopupQuery::parse([(name, value)]).unwrap_err();
             assert_eq!(error.field, name);
         }
@@ -220,14 +200,10 @@ mod tests {
 
     #[test]
     fn event_request_rejects_unknown_fields() {
+        assert!(serde_json::from_str::<EventRequest>(r#"{"user_id":"u","impression_token":"t"}"#).is_ok());
         assert!(
-            serde_json::from_str::<EventRequest>(r#"{"user_id":"u","impression_token":"t"}"#)
-                .is_ok()
+            serde_json::from_str::<EventRequest>(r#"{"user_id":"u","impression_token":"t","x":1}"#).is_err()
         );
-        assert!(serde_json::from_str::<EventRequest>(
-            r#"{"user_id":"u","impression_token":"t","x":1}"#
-        )
-        .is_err());
         assert!(serde_json::from_str::<EventRequest>(r#"{"user_id":"u"}"#).is_err());
     }
 }

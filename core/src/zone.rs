@@ -73,9 +73,7 @@ pub fn local_moment(instant: Timestamp, offset_seconds: i32) -> LocalMoment {
 /// zone exists when it compiles the offsets.
 pub fn is_plausible_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
         && !name.starts_with('/')
         && !name.ends_with('/')
 }
@@ -95,16 +93,10 @@ mod tzdb {
     pub struct UnknownZone(pub alloc::string::String);
 
     /// Compiles `name` into offsets covering `[from, until]`.
-    pub fn compile(
-        name: &str,
-        from: Timestamp,
-        until: Timestamp,
-    ) -> Result<ZoneOffsets, UnknownZone> {
+    pub fn compile(name: &str, from: Timestamp, until: Timestamp) -> Result<ZoneOffsets, UnknownZone> {
         let zone: chrono_tz::Tz = name.parse().map_err(|_| UnknownZone(name.into()))?;
         let offset_at = |t: i64| -> i32 {
-            zone.timestamp_opt(t, 0)
-                .single()
-                .map_or(0, |dt| dt.offset().fix().local_minus_utc())
+            zone.timestamp_opt(t, 0).single().map_or(0, |dt| dt.offset().fix().local_minus_utc())
         };
         let mut transitions = alloc::vec![(from, offset_at(from.seconds()))];
         let mut previous = from.seconds();
@@ -153,20 +145,14 @@ mod tests {
 
     #[test]
     fn offsets_apply_from_their_instant() {
-        let zone = ZoneOffsets::from_transitions(alloc::vec![
-            (Timestamp(100), 3600),
-            (Timestamp(200), 7200)
-        ])
-        .unwrap();
+        let zone = ZoneOffsets::from_transitions(alloc::vec![(Timestamp(100), 3600), (Timestamp(200), 7200)])
+            .unwrap();
         assert_eq!(zone.offset_at(Timestamp(0)), 3600);
         assert_eq!(zone.offset_at(Timestamp(199)), 3600);
         assert_eq!(zone.offset_at(Timestamp(200)), 7200);
         assert_eq!(zone.offset_at(Timestamp(i64::MAX)), 7200);
         assert!(ZoneOffsets::from_transitions(alloc::vec![]).is_none());
-        assert!(
-            ZoneOffsets::from_transitions(alloc::vec![(Timestamp(2), 0), (Timestamp(1), 0)])
-                .is_none()
-        );
+        assert!(ZoneOffsets::from_transitions(alloc::vec![(Timestamp(2), 0), (Timestamp(1), 0)]).is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! The model is the customer's side: at random moments the app asks for a popup, and shows it (posting an
 //! impression) or not. The test keeps its own ledger of what was shown and checks every cap against it;
 //! the resolver only sees the state the impression script keeps in Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -41,18 +42,10 @@ fn caps() -> impl Strategy<Value = Caps> {
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     let step = (
-        prop_oneof![
-            Just(0i64),
-            1i64..600,
-            600i64..(6 * HOUR),
-            (6 * HOUR)..(2 * DAY)
-        ],
+        prop_oneof![Just(0i64), 1i64..600, 600i64..(6 * HOUR), (6 * HOUR)..(2 * DAY)],
         prop::bool::weighted(0.8),
     )
-        .prop_map(|(advance_seconds, shows_popup)| Step {
-            advance_seconds,
-            shows_popup,
-        });
+        .prop_map(|(advance_seconds, shows_popup)| Step { advance_seconds, shows_popup });
     prop::collection::vec(step, 1..120)
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Needs Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`). Every test works under its own key
 //! prefix and deletes it afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -12,8 +13,8 @@ use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, SegmentId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{
-    add_member, fetch_catalog, publish_catalog, read_catalog, CatalogStatus, Command, Event,
-    EventKind, EventOutcome, EventPlan, KeySpace, Reply, ResolvePlan,
+    add_member, fetch_catalog, publish_catalog, read_catalog, CatalogStatus, Command, Event, EventKind,
+    EventOutcome, EventPlan, KeySpace, Reply, ResolvePlan,
 };
 use popup_core::token::{issue, TokenClaims, VerifiedToken, Verifier};
 use popup_core::user::UserState;
@@ -29,14 +30,9 @@ impl Redis {
     fn connect(test: &str) -> Redis {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let client = redis::Client::open(url).unwrap();
-        let connection = client
-            .get_connection()
-            .expect("Redis must run for these tests (see README)");
+        let connection = client.get_connection().expect("Redis must run for these tests (see README)");
         let prefix = format!("t-{test}-{}", std::process::id());
-        let mut redis = Redis {
-            connection,
-            keys: KeySpace::new(&prefix, 7 * 3600).unwrap(),
-        };
+        let mut redis = Redis { connection, keys: KeySpace::new(&prefix, 7 * 3600).unwrap() };
         redis.clean();
         redis
     }
@@ -56,23 +52,14 @@ impl Redis {
 
     fn clean(&mut self) {
         let pattern = format!("{}:*", self.keys.prefix());
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query(&mut self.connection)
-            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut self.connection).unwrap();
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query(&mut self.connection)
-                .unwrap();
+            let _: () = redis::cmd("DEL").arg(keys).query(&mut self.connection).unwrap();
         }
     }
 
     fn ttl(&mut self, key: &str) -> i64 {
-        redis::cmd("TTL")
-            .arg(key)
-            .query(&mut self.connection)
-            .unwrap()
+        redis::cmd("TTL").arg(key).query(&mut self.connection).unwrap()
     }
 
     fn publish(&mut self, catalog: &Catalog) {
@@ -92,21 +79,8 @@ impl Redis {
         (inputs.catalog, inputs.user)
     }
 
-    fn post_event(
-        &mut self,
-        token: &VerifiedToken,
-        kind: EventKind,
-        now: Timestamp,
-    ) -> EventOutcome {
-        let plan = EventPlan::new(
-            &self.keys,
-            &Event {
-                kind,
-                token,
-                dedupe_ttl_seconds: 86_400,
-                now,
-            },
-        );
+    fn post_event(&mut self, token: &VerifiedToken, kind: EventKind, now: Timestamp) -> EventOutcome {
+        let plan = EventPlan::new(&self.keys, &Event { kind, token, dedupe_ttl_seconds: 86_400, now });
         plan.read(self.run(plan.commands())).unwrap()
     }
 }
@@ -131,19 +105,11 @@ fn to_reply(value: redis::Value) -> Reply {
 }
 
 fn token_for(user: &UserId, campaign: CampaignId, now: Timestamp, nonce: u64) -> VerifiedToken {
-    let claims = TokenClaims {
-        user: user.clone(),
-        campaign,
-        variant: "default".into(),
-        issued_at: now,
-        nonce,
-    };
+    let claims =
+        TokenClaims { user: user.clone(), campaign, variant: "default".into(), issued_at: now, nonce };
     let token = issue(SECRET, &claims).unwrap();
     let secrets: &[&[u8]] = &[SECRET];
-    Verifier::new(secrets, 86_400, 60)
-        .unwrap()
-        .verify(&token, now)
-        .unwrap()
+    Verifier::new(secrets, 86_400, 60).unwrap().verify(&token, now).unwrap()
 }
 
 #[test]
@@ -154,25 +120,16 @@ fn a_cold_resolve_reads_the_catalog_and_a_warm_one_only_its_version() {
     assert!(matches!(status, CatalogStatus::Absent));
     assert_eq!(state, UserState::default());
 
-    let catalog = Catalog::build(CatalogParts {
-        version: 7,
-        campaigns: vec![campaign(1)],
-        ..Default::default()
-    })
-    .unwrap();
+    let catalog =
+        Catalog::build(CatalogParts { version: 7, campaigns: vec![campaign(1)], ..Default::default() })
+            .unwrap();
     redis.publish(&catalog);
     match redis.resolve_inputs(&u, T0, None).0 {
         CatalogStatus::Fetched(fetched) => assert_eq!(fetched, catalog),
         other => panic!("expected the catalog, got {other:?}"),
     }
-    assert!(matches!(
-        redis.resolve_inputs(&u, T0, Some(7)).0,
-        CatalogStatus::Current
-    ));
-    assert!(matches!(
-        redis.resolve_inputs(&u, T0, Some(6)).0,
-        CatalogStatus::Stale { version: 7 }
-    ));
+    assert!(matches!(redis.resolve_inputs(&u, T0, Some(7)).0, CatalogStatus::Current));
+    assert!(matches!(redis.resolve_inputs(&u, T0, Some(6)).0, CatalogStatus::Stale { version: 7 }));
     let fetched = read_catalog(redis.run(&[fetch_catalog(&redis.keys)]).remove(0)).unwrap();
     assert_eq!(fetched, Some(catalog));
 }
@@ -184,28 +141,18 @@ fn memberships_and_counters_decode_from_the_users_hashes() {
     let add = add_member(&redis.keys, &u, SegmentId(3), 11);
     redis.run(&[add]);
     let token = token_for(&u, CampaignId(5), T0, 1);
-    assert_eq!(
-        redis.post_event(&token, EventKind::Impression, T0.plus(10)),
-        EventOutcome::Recorded
-    );
+    assert_eq!(redis.post_event(&token, EventKind::Impression, T0.plus(10)), EventOutcome::Recorded);
 
     let (_, state) = redis.resolve_inputs(&u, T0.plus(20), None);
     assert_eq!(state.segments.get(&SegmentId(3)), Some(&11));
     let counters = state.counters(CampaignId(5));
-    assert_eq!(
-        (counters.lifetime, counters.today, counters.last_shown),
-        (1, 1, Some(T0.plus(10)))
-    );
+    assert_eq!((counters.lifetime, counters.today, counters.last_shown), (1, 1, Some(T0.plus(10))));
     assert_eq!(state.shown_today, 1);
 
     // The next day the daily counters start again; lifetime ones remain.
     let (_, state) = redis.resolve_inputs(&u, T0.plus(DAY), None);
     assert_eq!(
-        (
-            state.counters(CampaignId(5)).lifetime,
-            state.counters(CampaignId(5)).today,
-            state.shown_today
-        ),
+        (state.counters(CampaignId(5)).lifetime, state.counters(CampaignId(5)).today, state.shown_today),
         (1, 0, 0)
     );
 
@@ -222,53 +169,25 @@ fn a_retried_event_is_recorded_once_and_clicks_do_not_count_as_impressions() {
     let mut redis = Redis::connect("dedupe");
     let u = user("cust-3");
     let token = token_for(&u, CampaignId(5), T0, 1);
-    assert_eq!(
-        redis.post_event(&token, EventKind::Impression, T0),
-        EventOutcome::Recorded
-    );
-    assert_eq!(
-        redis.post_event(&token, EventKind::Impression, T0.plus(5)),
-        EventOutcome::Duplicate
-    );
-    assert_eq!(
-        redis.post_event(&token, EventKind::Click, T0.plus(6)),
-        EventOutcome::Recorded
-    );
-    assert_eq!(
-        redis.post_event(&token, EventKind::Click, T0.plus(7)),
-        EventOutcome::Duplicate
-    );
+    assert_eq!(redis.post_event(&token, EventKind::Impression, T0), EventOutcome::Recorded);
+    assert_eq!(redis.post_event(&token, EventKind::Impression, T0.plus(5)), EventOutcome::Duplicate);
+    assert_eq!(redis.post_event(&token, EventKind::Click, T0.plus(6)), EventOutcome::Recorded);
+    assert_eq!(redis.post_event(&token, EventKind::Click, T0.plus(7)), EventOutcome::Duplicate);
     // A second popup (a new token) is a second impression.
     let second = token_for(&u, CampaignId(5), T0.plus(100), 2);
-    assert_eq!(
-        redis.post_event(&second, EventKind::Impression, T0.plus(100)),
-        EventOutcome::Recorded
-    );
+    assert_eq!(redis.post_event(&second, EventKind::Impression, T0.plus(100)), EventOutcome::Recorded);
 
     let (_, state) = redis.resolve_inputs(&u, T0.plus(200), None);
     assert_eq!(state.counters(CampaignId(5)).lifetime, 2);
     assert_eq!(state.shown_today, 2);
-    let marker = redis
-        .keys
-        .event_marker(&u, &token.id, EventKind::Impression);
+    let marker = redis.keys.event_marker(&u, &token.id, EventKind::Impression);
     assert!(redis.ttl(&marker) > 0, "the replay marker expires");
     // Every post reaches the stream, with the event id ingest deduplicates on.
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(redis.keys.events())
-        .arg("-")
-        .arg("+")
-        .query(&mut redis.connection)
-        .unwrap();
-    let ids: Vec<String> = entries
-        .ids
-        .iter()
-        .map(|e| e.get::<String>("id").unwrap())
-        .collect();
+    let entries: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(redis.keys.events()).arg("-").arg("+").query(&mut redis.connection).unwrap();
+    let ids: Vec<String> = entries.ids.iter().map(|e| e.get::<String>("id").unwrap()).collect();
     assert_eq!(ids.len(), 5);
-    assert_eq!(
-        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
-        3
-    );
+    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
     assert_eq!(ids[0], format!("{}:impression", token.id));
 }
 
@@ -282,9 +201,7 @@ fn caps_hold_end_to_end_through_redis() {
     let fallback = campaign(2);
     let catalog = Catalog::build(CatalogParts {
         version: 1,
-        settings: Settings {
-            max_popups_per_day: Some(3),
-        },
+        settings: Settings { max_popups_per_day: Some(3) },
         campaigns: vec![capped, fallback],
         ..Default::default()
     })
@@ -298,39 +215,15 @@ fn caps_hold_end_to_end_through_redis() {
         for hour in 0..6 {
             let now = T0.plus(day * DAY + (2 + hour) * HOUR);
             let (_, state) = redis.resolve_inputs(&u, now, Some(1));
-            let decision = resolve(
-                &catalog,
-                &Subject {
-                    user: &u,
-                    state: &state,
-                    context: &context,
-                    now,
-                },
-            );
+            let decision = resolve(&catalog, &Subject { user: &u, state: &state, context: &context, now });
             if let Some(chosen) = decision.chosen {
                 let token = token_for(&u, chosen.campaign.id, now, (day * 100 + hour) as u64);
-                assert_eq!(
-                    redis.post_event(&token, EventKind::Impression, now),
-                    EventOutcome::Recorded
-                );
+                assert_eq!(redis.post_event(&token, EventKind::Impression, now), EventOutcome::Recorded);
                 shown.push((day, chosen.campaign.id.0));
             }
         }
     }
     // Day 0: campaign 1 twice (daily cap), then campaign 2 once (global cap of 3). Day 1: campaign 1 once
     // (lifetime cap of 3), then campaign 2 twice. Day 2: campaign 2 three times.
-    assert_eq!(
-        shown,
-        [
-            (0, 1),
-            (0, 1),
-            (0, 2),
-            (1, 1),
-            (1, 2),
-            (1, 2),
-            (2, 2),
-            (2, 2),
-            (2, 2)
-        ]
-    );
+    assert_eq!(shown, [(0, 1), (0, 1), (0, 2), (1, 1), (1, 2), (1, 2), (2, 2), (2, 2), (2, 2)]);
 }

@@ -1,6 +1,7 @@
 //! One case per skip reason and per cap: a scenario is built from defaults, one thing is changed, and the
 //! decision must be exactly the expected one. Each reason also has a twin case just on the other side of
 //! its boundary, so a check that always skips (or never does) fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -38,11 +39,7 @@ const SEGMENT: SegmentId = SegmentId(7);
 const OTHER_SEGMENT: SegmentId = SegmentId(8);
 
 fn counters(lifetime: u32, today: u32, last_shown: Option<Timestamp>) -> Counters {
-    Counters {
-        lifetime,
-        today,
-        last_shown,
-    }
+    Counters { lifetime, today, last_shown }
 }
 
 fn seen(s: &mut Scenario, c: Counters) {
@@ -52,34 +49,21 @@ fn seen(s: &mut Scenario, c: Counters) {
 /// Jakarta is UTC+7 all year.
 fn jakarta_window(s: &mut Scenario, days: Vec<Weekday>, start: &str, end: &str) {
     s.campaign.schedule.time_zone = Some("Asia/Jakarta".into());
-    s.campaign.schedule.windows = vec![Window {
-        days,
-        start: start.parse().unwrap(),
-        end: end.parse().unwrap(),
-    }];
-    s.parts
-        .zones
-        .insert("Asia/Jakarta".into(), ZoneOffsets::fixed(7 * 3600));
+    s.campaign.schedule.windows =
+        vec![Window { days, start: start.parse().unwrap(), end: end.parse().unwrap() }];
+    s.parts.zones.insert("Asia/Jakarta".into(), ZoneOffsets::fixed(7 * 3600));
 }
 
 /// T0 + 1 day is Friday 2026-01-02 00:00 UTC = 07:00 in Jakarta.
 const CASES: &[Case] = &[
-    Case {
-        name: "defaults show",
-        setup: |_| {},
-        expect: Expect::Shown("default"),
-    },
+    Case { name: "defaults show", setup: |_| {}, expect: Expect::Shown("default") },
     // Schedule.
     Case {
         name: "before start",
         setup: |s| s.campaign.schedule.start = s.now.plus(1),
         expect: Expect::Skipped(Skip::NotStarted),
     },
-    Case {
-        name: "at start",
-        setup: |s| s.campaign.schedule.start = s.now,
-        expect: Expect::Shown("default"),
-    },
+    Case { name: "at start", setup: |s| s.campaign.schedule.start = s.now, expect: Expect::Shown("default") },
     Case {
         name: "at end (exclusive)",
         setup: |s| s.campaign.schedule.end = Some(s.now),
@@ -186,11 +170,7 @@ const CASES: &[Case] = &[
         setup: |s| version_rule(s, "5.1.9"),
         expect: Expect::Skipped(Skip::RuleMismatch(Rule::AppVersion)),
     },
-    Case {
-        name: "version at min",
-        setup: |s| version_rule(s, "5.2"),
-        expect: Expect::Shown("default"),
-    },
+    Case { name: "version at min", setup: |s| version_rule(s, "5.2"), expect: Expect::Shown("default") },
     Case {
         name: "version at max (exclusive)",
         setup: |s| version_rule(s, "6.0.0"),
@@ -314,9 +294,7 @@ const CASES: &[Case] = &[
     Case {
         name: "global daily cap reached",
         setup: |s| {
-            s.parts.settings = Settings {
-                max_popups_per_day: Some(2),
-            };
+            s.parts.settings = Settings { max_popups_per_day: Some(2) };
             s.state.shown_today = 2;
         },
         expect: Expect::Skipped(Skip::GlobalDailyCap),
@@ -324,9 +302,7 @@ const CASES: &[Case] = &[
     Case {
         name: "global daily cap not reached",
         setup: |s| {
-            s.parts.settings = Settings {
-                max_popups_per_day: Some(2),
-            };
+            s.parts.settings = Settings { max_popups_per_day: Some(2) };
             s.state.shown_today = 1;
         },
         expect: Expect::Shown("default"),
@@ -335,9 +311,7 @@ const CASES: &[Case] = &[
     // A 1-in-a-million chance of "b": the test user (fixed) lands in control.
     Case {
         name: "holdout",
-        setup: |s| {
-            s.campaign.variants = vec![variant("control", 999_999, true), variant("b", 1, false)]
-        },
+        setup: |s| s.campaign.variants = vec![variant("control", 999_999, true), variant("b", 1, false)],
         expect: Expect::Skipped(Skip::Holdout),
     },
     Case {
@@ -358,10 +332,8 @@ const CASES: &[Case] = &[
 ];
 
 fn version_rule(s: &mut Scenario, requested: &str) {
-    s.campaign.rules.app_version = Some(VersionRange {
-        min: Some("5.2.0".parse().unwrap()),
-        max: Some("6.0.0".parse().unwrap()),
-    });
+    s.campaign.rules.app_version =
+        Some(VersionRange { min: Some("5.2.0".parse().unwrap()), max: Some("6.0.0".parse().unwrap()) });
     s.context.app_version = Some(requested.parse().unwrap());
 }
 
@@ -385,21 +357,13 @@ fn exclude_segment(s: &mut Scenario, membership: Option<u64>) {
 }
 
 fn variant(key: &str, weight: u32, control: bool) -> Variant {
-    Variant {
-        key: key.into(),
-        weight,
-        control,
-        creative: None,
-    }
+    Variant { key: key.into(), weight, control, creative: None }
 }
 
 fn check(case: &Case) {
     let mut scenario = Scenario {
         campaign: campaign(1),
-        parts: CatalogParts {
-            version: 1,
-            ..CatalogParts::default()
-        },
+        parts: CatalogParts { version: 1, ..CatalogParts::default() },
         state: UserState::default(),
         context: RequestContext::default(),
         now: T0.plus(DAY),
@@ -408,19 +372,9 @@ fn check(case: &Case) {
     scenario.parts.campaigns = vec![scenario.campaign.clone()];
     let catalog = Catalog::build(scenario.parts).unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let user = user("cust-1");
-    let decision = explain_for(
-        &catalog,
-        &user,
-        &scenario.state,
-        &scenario.context,
-        scenario.now,
-    );
+    let decision = explain_for(&catalog, &user, &scenario.state, &scenario.context, scenario.now);
     let outcome = match (&decision.chosen, decision.trace.as_slice()) {
-        (Some(chosen), []) => Expect::Shown(if chosen.variant == "b" {
-            "b"
-        } else {
-            "default"
-        }),
+        (Some(chosen), []) => Expect::Shown(if chosen.variant == "b" { "b" } else { "default" }),
         (None, [(CampaignId(1), skip)]) => Expect::Skipped(*skip),
         other => panic!("{}: unexpected decision {other:?}", case.name),
     };
@@ -428,12 +382,7 @@ fn check(case: &Case) {
     // The fast path agrees with the explained one.
     let fast = resolve(
         &catalog,
-        &Subject {
-            user: &user,
-            state: &scenario.state,
-            context: &scenario.context,
-            now: scenario.now,
-        },
+        &Subject { user: &user, state: &scenario.state, context: &scenario.context, now: scenario.now },
     );
     assert_eq!(fast.chosen, decision.chosen, "case: {}", case.name);
     assert!(fast.trace.is_empty());
@@ -463,10 +412,7 @@ fn every_skip_reason_and_cap() {
         Skip::GlobalDailyCap,
         Skip::Holdout,
     ] {
-        assert!(
-            CASES.iter().any(|c| c.expect == Expect::Skipped(reason)),
-            "no case for {reason:?}"
-        );
+        assert!(CASES.iter().any(|c| c.expect == Expect::Skipped(reason)), "no case for {reason:?}");
     }
 }
 
@@ -481,21 +427,9 @@ fn priority_orders_campaigns_and_the_older_wins_a_tie() {
     let catalog = catalog(vec![tie_newer, low, high]);
     let order: Vec<u64> = catalog.campaigns().iter().map(|c| c.id.0).collect();
     assert_eq!(order, [3, 4, 1]);
-    let decision = explain_for(
-        &catalog,
-        &user("u"),
-        &UserState::default(),
-        &RequestContext::default(),
-        T0,
-    );
+    let decision = explain_for(&catalog, &user("u"), &UserState::default(), &RequestContext::default(), T0);
     assert_eq!(decision.chosen.unwrap().campaign.id, CampaignId(3));
-    assert_eq!(
-        decision.trace,
-        [
-            (CampaignId(4), Skip::LowerPriority),
-            (CampaignId(1), Skip::LowerPriority)
-        ]
-    );
+    assert_eq!(decision.trace, [(CampaignId(4), Skip::LowerPriority), (CampaignId(1), Skip::LowerPriority)]);
 }
 
 #[test]
@@ -515,31 +449,16 @@ fn a_holdout_falls_through_to_the_next_campaign_and_is_reported() {
 fn a_variant_creative_replaces_the_campaigns() {
     let mut c = campaign(1);
     let mut b = variant("b", 1, false);
-    b.creative = Some(popup_core::campaign::Creative {
-        title: "B title".into(),
-        ..Default::default()
-    });
+    b.creative = Some(popup_core::campaign::Creative { title: "B title".into(), ..Default::default() });
     c.variants = vec![b];
     let catalog = catalog(vec![c]);
-    let decision = explain_for(
-        &catalog,
-        &user("u"),
-        &UserState::default(),
-        &RequestContext::default(),
-        T0,
-    );
+    let decision = explain_for(&catalog, &user("u"), &UserState::default(), &RequestContext::default(), T0);
     assert_eq!(decision.chosen.unwrap().creative.title, "B title");
 }
 
 #[test]
 fn no_campaigns_means_no_popup() {
     let catalog = Catalog::empty();
-    let decision = explain_for(
-        &catalog,
-        &user("u"),
-        &UserState::default(),
-        &RequestContext::default(),
-        T0,
-    );
+    let decision = explain_for(&catalog, &user("u"), &UserState::default(), &RequestContext::default(), T0);
     assert!(decision.chosen.is_none() && decision.trace.is_empty());
 }

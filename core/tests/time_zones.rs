@@ -1,4 +1,5 @@
 //! Local-time windows through the offset tables the origin compiles, across daylight saving changes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -13,11 +14,7 @@ use popup_core::zone::{compile, ZoneOffsets};
 
 /// Parses an RFC 3339 instant into a Timestamp.
 fn at(rfc3339: &str) -> Timestamp {
-    Timestamp(
-        chrono::DateTime::parse_from_rfc3339(rfc3339)
-            .unwrap()
-            .timestamp(),
-    )
+    Timestamp(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp())
 }
 
 fn year_of(zone: &str) -> ZoneOffsets {
@@ -29,36 +26,16 @@ fn compiled_transitions_are_the_exact_dst_instants() {
     let new_york = year_of("America/New_York");
     // 2026: DST starts 8 March 07:00 UTC (02:00 EST), ends 1 November 06:00 UTC (02:00 EDT).
     let changes: Vec<(Timestamp, i32)> = new_york.transitions()[1..].to_vec();
-    assert_eq!(
-        changes,
-        [
-            (at("2026-03-08T07:00:00Z"), -4 * 3600),
-            (at("2026-11-01T06:00:00Z"), -5 * 3600)
-        ]
-    );
+    assert_eq!(changes, [(at("2026-03-08T07:00:00Z"), -4 * 3600), (at("2026-11-01T06:00:00Z"), -5 * 3600)]);
     assert_eq!(new_york.offset_at(at("2026-03-08T06:59:59Z")), -5 * 3600);
     assert_eq!(new_york.offset_at(at("2026-03-08T07:00:00Z")), -4 * 3600);
     // Jakarta has no DST: a single entry.
-    assert_eq!(
-        year_of("Asia/Jakarta").transitions(),
-        [(at("2026-01-01T00:00:00Z"), 7 * 3600)]
-    );
+    assert_eq!(year_of("Asia/Jakarta").transitions(), [(at("2026-01-01T00:00:00Z"), 7 * 3600)]);
     // A half-hour zone with DST.
     let adelaide = year_of("Australia/Adelaide");
-    assert_eq!(
-        adelaide.offset_at(at("2026-01-15T00:00:00Z")),
-        10 * 3600 + 1800
-    );
-    assert_eq!(
-        adelaide.offset_at(at("2026-07-15T00:00:00Z")),
-        9 * 3600 + 1800
-    );
-    assert!(compile(
-        "Mars/Olympus_Mons",
-        at("2026-01-01T00:00:00Z"),
-        at("2026-02-01T00:00:00Z")
-    )
-    .is_err());
+    assert_eq!(adelaide.offset_at(at("2026-01-15T00:00:00Z")), 10 * 3600 + 1800);
+    assert_eq!(adelaide.offset_at(at("2026-07-15T00:00:00Z")), 9 * 3600 + 1800);
+    assert!(compile("Mars/Olympus_Mons", at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z")).is_err());
 }
 
 /// A daily 09:00-10:00 window in `zone`; returns whether a popup shows at each instant.
@@ -66,16 +43,9 @@ fn shows_at(zone: &str, window: (&str, &str), days: Vec<Weekday>, instants: &[&s
     let mut c = campaign(1);
     c.schedule.start = at("2025-12-01T00:00:00Z");
     c.schedule.time_zone = Some(zone.into());
-    c.schedule.windows = vec![Window {
-        days,
-        start: window.0.parse().unwrap(),
-        end: window.1.parse().unwrap(),
-    }];
-    let mut parts = CatalogParts {
-        version: 1,
-        campaigns: vec![c],
-        ..CatalogParts::default()
-    };
+    c.schedule.windows =
+        vec![Window { days, start: window.0.parse().unwrap(), end: window.1.parse().unwrap() }];
+    let mut parts = CatalogParts { version: 1, campaigns: vec![c], ..CatalogParts::default() };
     parts.zones.insert(zone.into(), year_of(zone));
     let catalog = Catalog::build(parts).unwrap();
     instants
@@ -97,15 +67,8 @@ fn shows_at(zone: &str, window: (&str, &str), days: Vec<Weekday>, instants: &[&s
         .collect()
 }
 
-const EVERY_DAY: [Weekday; 7] = [
-    Weekday::Mon,
-    Weekday::Tue,
-    Weekday::Wed,
-    Weekday::Thu,
-    Weekday::Fri,
-    Weekday::Sat,
-    Weekday::Sun,
-];
+const EVERY_DAY: [Weekday; 7] =
+    [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun];
 
 #[test]
 fn a_local_window_follows_the_clock_across_dst() {
@@ -151,11 +114,7 @@ fn days_of_week_are_local_days() {
         "Asia/Jakarta",
         ("06:00", "07:00"),
         vec![Weekday::Mon],
-        &[
-            "2026-01-04T23:30:00Z",
-            "2026-01-05T23:30:00Z",
-            "2026-01-04T06:30:00Z",
-        ],
+        &["2026-01-04T23:30:00Z", "2026-01-05T23:30:00Z", "2026-01-04T06:30:00Z"],
     );
     assert_eq!(shows, [true, false, false]);
 }

@@ -1,5 +1,6 @@
 //! Campaign validation reports every problem with its field path; the catalog refuses what resolution
 //! cannot serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -23,12 +24,7 @@ fn check(name: &str, change: impl FnOnce(&mut Campaign), expected: &[&str]) {
 }
 
 fn variant(key: &str, weight: u32, control: bool) -> Variant {
-    Variant {
-        key: key.into(),
-        weight,
-        control,
-        creative: None,
-    }
+    Variant { key: key.into(), weight, control, creative: None }
 }
 
 #[test]
@@ -40,21 +36,9 @@ fn a_default_campaign_is_valid() {
 fn each_rule_names_its_field() {
     check("empty name", |c| c.name = "  ".into(), &["name"]);
     check("long name", |c| c.name = "n".repeat(201), &["name"]);
-    check(
-        "bad placement",
-        |c| c.placements = vec!["Home Screen".into()],
-        &["placements[0]"],
-    );
-    check(
-        "end before start",
-        |c| c.schedule.end = Some(Timestamp(T0.0 - 1)),
-        &["schedule.end"],
-    );
-    check(
-        "end equals start",
-        |c| c.schedule.end = Some(T0),
-        &["schedule.end"],
-    );
+    check("bad placement", |c| c.placements = vec!["Home Screen".into()], &["placements[0]"]);
+    check("end before start", |c| c.schedule.end = Some(Timestamp(T0.0 - 1)), &["schedule.end"]);
+    check("end equals start", |c| c.schedule.end = Some(T0), &["schedule.end"]);
     check(
         "windows without zone",
         |c| {
@@ -70,39 +54,16 @@ fn each_rule_names_its_field() {
         "window without days, empty window",
         |c| {
             c.schedule.time_zone = Some("Asia/Jakarta".into());
-            c.schedule.windows = vec![Window {
-                days: vec![],
-                start: "09:00".parse().unwrap(),
-                end: "09:00".parse().unwrap(),
-            }];
+            c.schedule.windows =
+                vec![Window { days: vec![], start: "09:00".parse().unwrap(), end: "09:00".parse().unwrap() }];
         },
         &["schedule.windows[0].days", "schedule.windows[0].end"],
     );
-    check(
-        "bad zone name",
-        |c| c.schedule.time_zone = Some("Jakarta time".into()),
-        &["schedule.time_zone"],
-    );
-    check(
-        "empty creative",
-        |c| c.creative = Creative::default(),
-        &["creative.title"],
-    );
-    check(
-        "http image",
-        |c| c.creative.image_url = Some("http://cdn/x.png".into()),
-        &["creative.image_url"],
-    );
-    check(
-        "relative action",
-        |c| c.creative.action_url = Some("/promo".into()),
-        &["creative.action_url"],
-    );
-    check(
-        "deep link action",
-        |c| c.creative.action_url = Some("bankapp://promo/1".into()),
-        &[],
-    );
+    check("bad zone name", |c| c.schedule.time_zone = Some("Jakarta time".into()), &["schedule.time_zone"]);
+    check("empty creative", |c| c.creative = Creative::default(), &["creative.title"]);
+    check("http image", |c| c.creative.image_url = Some("http://cdn/x.png".into()), &["creative.image_url"]);
+    check("relative action", |c| c.creative.action_url = Some("/promo".into()), &["creative.action_url"]);
+    check("deep link action", |c| c.creative.action_url = Some("bankapp://promo/1".into()), &[]);
     check(
         "weights all zero",
         |c| c.variants = vec![variant("a", 0, false), variant("b", 0, false)],
@@ -118,19 +79,12 @@ fn each_rule_names_its_field() {
         |c| c.variants = vec![variant("a", 1, false), variant("a", 1, false)],
         &["variants[1].key"],
     );
-    check(
-        "bad key",
-        |c| c.variants = vec![variant("a b", 1, false)],
-        &["variants[0].key"],
-    );
+    check("bad key", |c| c.variants = vec![variant("a b", 1, false)], &["variants[0].key"]);
     check(
         "control with creative",
         |c| {
             let mut control = variant("control", 1, true);
-            control.creative = Some(Creative {
-                title: "x".into(),
-                ..Creative::default()
-            });
+            control.creative = Some(Creative { title: "x".into(), ..Creative::default() });
             c.variants = vec![control, variant("b", 1, false)];
         },
         &["variants[0].creative"],
@@ -163,11 +117,7 @@ fn each_rule_names_its_field() {
         },
         &["caps.per_day"],
     );
-    check(
-        "empty include",
-        |c| c.audience.include = Include::AnyOf(vec![]),
-        &["audience.include.any_of"],
-    );
+    check("empty include", |c| c.audience.include = Include::AnyOf(vec![]), &["audience.include.any_of"]);
     check(
         "included and excluded",
         |c| {
@@ -179,23 +129,13 @@ fn each_rule_names_its_field() {
     check(
         "empty version range",
         |c| {
-            c.rules.app_version = Some(VersionRange {
-                min: Some("6.0".parse().unwrap()),
-                max: Some("6.0.0".parse().unwrap()),
-            })
+            c.rules.app_version =
+                Some(VersionRange { min: Some("6.0".parse().unwrap()), max: Some("6.0.0".parse().unwrap()) })
         },
         &["rules.app_version.max"],
     );
-    check(
-        "lower-case country",
-        |c| c.rules.countries = vec!["id".into()],
-        &["rules.countries[0]"],
-    );
-    check(
-        "bad locale",
-        |c| c.rules.locales = vec!["i".into()],
-        &["rules.locales[0]"],
-    );
+    check("lower-case country", |c| c.rules.countries = vec!["id".into()], &["rules.countries[0]"]);
+    check("bad locale", |c| c.rules.locales = vec!["i".into()], &["rules.locales[0]"]);
     check("zero budget", |c| c.budget = Some(0), &["budget"]);
 }
 
@@ -206,10 +146,7 @@ fn all_problems_are_reported_at_once() {
     c.schedule.end = Some(Timestamp(0));
     c.creative = Creative::default();
     let errors = c.validate().unwrap_err();
-    assert_eq!(
-        errors.fields().collect::<Vec<_>>(),
-        ["name", "schedule.end", "creative.title"]
-    );
+    assert_eq!(errors.fields().collect::<Vec<_>>(), ["name", "schedule.end", "creative.title"]);
     assert_eq!(errors.to_string(), "name: must not be empty; schedule.end: must be after schedule.start; creative.title: a popup needs a title or a body");
 }
 
@@ -227,37 +164,22 @@ fn campaign_json_uses_readable_times_and_defaults() {
     let back: Campaign = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
     for bad in ["\"25:00\"", "\"9:00\"", "\"24:01\"", "\"0900\""] {
-        assert!(
-            serde_json::from_str::<popup_core::campaign::TimeOfDay>(bad).is_err(),
-            "{bad}"
-        );
+        assert!(serde_json::from_str::<popup_core::campaign::TimeOfDay>(bad).is_err(), "{bad}");
     }
 }
 
 #[test]
 fn the_catalog_refuses_invalid_duplicate_and_zoneless_campaigns() {
-    let build = |campaigns| {
-        Catalog::build(CatalogParts {
-            version: 1,
-            campaigns,
-            ..CatalogParts::default()
-        })
-    };
+    let build = |campaigns| Catalog::build(CatalogParts { version: 1, campaigns, ..CatalogParts::default() });
     let mut invalid = campaign(2);
     invalid.name.clear();
     assert!(matches!(
         build(vec![campaign(1), invalid]),
-        Err(CatalogError::InvalidCampaign {
-            id: CampaignId(2),
-            ..
-        })
+        Err(CatalogError::InvalidCampaign { id: CampaignId(2), .. })
     ));
     let mut same_id = campaign(1);
     same_id.priority = 4;
-    assert_eq!(
-        build(vec![campaign(1), same_id]),
-        Err(CatalogError::DuplicateCampaign(CampaignId(1)))
-    );
+    assert_eq!(build(vec![campaign(1), same_id]), Err(CatalogError::DuplicateCampaign(CampaignId(1))));
     let mut windowed = campaign(3);
     windowed.schedule.time_zone = Some("Asia/Jakarta".into());
     windowed.schedule.windows = vec![Window {
@@ -265,18 +187,9 @@ fn the_catalog_refuses_invalid_duplicate_and_zoneless_campaigns() {
         start: "09:00".parse().unwrap(),
         end: "10:00".parse().unwrap(),
     }];
-    assert!(matches!(
-        build(vec![windowed.clone()]),
-        Err(CatalogError::MissingZone { .. })
-    ));
-    let mut parts = CatalogParts {
-        version: 1,
-        campaigns: vec![windowed],
-        ..CatalogParts::default()
-    };
-    parts
-        .zones
-        .insert("Asia/Jakarta".into(), ZoneOffsets::fixed(7 * 3600));
+    assert!(matches!(build(vec![windowed.clone()]), Err(CatalogError::MissingZone { .. })));
+    let mut parts = CatalogParts { version: 1, campaigns: vec![windowed], ..CatalogParts::default() };
+    parts.zones.insert("Asia/Jakarta".into(), ZoneOffsets::fixed(7 * 3600));
     assert!(Catalog::build(parts).is_ok());
 }
 
@@ -293,19 +206,9 @@ fn the_catalog_round_trips_through_json_and_decoding_restores_order() {
     let mut parts = catalog.into_parts();
     parts.campaigns.reverse();
     let json = serde_json::to_string(&parts).unwrap();
-    let ids: Vec<u64> = Catalog::decode(json.as_bytes())
-        .unwrap()
-        .campaigns()
-        .iter()
-        .map(|c| c.id.0)
-        .collect();
+    let ids: Vec<u64> =
+        Catalog::decode(json.as_bytes()).unwrap().campaigns().iter().map(|c| c.id.0).collect();
     assert_eq!(ids, [2, 1]);
-    assert!(matches!(
-        Catalog::decode(b"{not json"),
-        Err(CatalogError::Malformed(_))
-    ));
-    assert!(matches!(
-        Catalog::decode(b"{\"version\":1}"),
-        Err(CatalogError::Malformed(_))
-    ));
+    assert!(matches!(Catalog::decode(b"{not json"), Err(CatalogError::Malformed(_))));
+    assert!(matches!(Catalog::decode(b"{\"version\":1}"), Err(CatalogError::Malformed(_))));
 }

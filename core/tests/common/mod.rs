@@ -1,5 +1,5 @@
 //! Builders shared by the core's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
@@ -26,17 +26,8 @@ pub fn campaign(id: u64) -> Campaign {
         name: format!("campaign {id}"),
         priority: 0,
         placements: vec![],
-        schedule: Schedule {
-            start: T0,
-            end: None,
-            time_zone: None,
-            windows: vec![],
-        },
-        creative: Creative {
-            title: format!("Title {id}"),
-            body: "Body".into(),
-            ..Creative::default()
-        },
+        schedule: Schedule { start: T0, end: None, time_zone: None, windows: vec![] },
+        creative: Creative { title: format!("Title {id}"), body: "Body".into(), ..Creative::default() },
         variants: vec![],
         caps: Default::default(),
         audience: Default::default(),
@@ -46,12 +37,7 @@ pub fn campaign(id: u64) -> Campaign {
 }
 
 pub fn catalog(campaigns: Vec<Campaign>) -> Catalog {
-    Catalog::build(CatalogParts {
-        version: 1,
-        campaigns,
-        ..CatalogParts::default()
-    })
-    .unwrap()
+    Catalog::build(CatalogParts { version: 1, campaigns, ..CatalogParts::default() }).unwrap()
 }
 
 pub fn explain_for<'c>(
@@ -61,15 +47,7 @@ pub fn explain_for<'c>(
     context: &RequestContext,
     now: Timestamp,
 ) -> Decision<'c> {
-    explain(
-        catalog,
-        &Subject {
-            user,
-            state,
-            context,
-            now,
-        },
-    )
+    explain(catalog, &Subject { user, state, context, now })
 }
 
 pub fn zones() -> BTreeMap<String, popup_core::zone::ZoneOffsets> {

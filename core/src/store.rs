@@ -6,16 +6,17 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:catalog` | string | the catalog JSON ([`Catalog::encode`]) |
-//! | `P:catalog:version` | string | the catalog's version, written after the catalog |
+//! | `P:{catalog}` | string | the catalog JSON ([`Catalog::encode`]) |
+//! | `P:{catalog}:version` | string | the catalog's version; both keys change together, never backwards |
+//! | `P:segment:<id>:loaded` | string | the segment version whose members are all written to Redis |
 //! | `P:u:{uid}` | hash | `s:<segment>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
 //! | `P:u:{uid}:d:<day>` | hash, expires | `n:<campaign>` -> impressions that day; `all` -> impressions that day, all campaigns |
 //! | `P:u:{uid}:e:<token id>:<kind>` | string, expires | marks an event as recorded, so a retry is a no-op |
 //! | `P:events` | stream | every recorded event, for the origin to ingest |
 //!
 //! The braces make `{uid}` a Redis Cluster hash tag: all keys of one customer live in one slot, which the
-//! event script requires. A resolve is one pipeline of three commands whatever the number of campaigns:
-//! `GET P:catalog:version` (or `GET P:catalog` when nothing is cached), `HGETALL P:u:{uid}`,
+//! event script requires; likewise `{catalog}` for the publish script. A resolve is one pipeline of three commands whatever the number of campaigns:
+//! `GET P:{catalog}:version` (or `GET P:{catalog}` when nothing is cached), `HGETALL P:u:{uid}`,
 //! `HGETALL P:u:{uid}:d:<day>`. An event is one pipeline of two: the event script and `XADD`.
 //!
 //! Days start at local midnight of a fixed UTC offset set per deployment (e.g. +07:00 for Jakarta): the key of
@@ -23,7 +24,6 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -112,11 +112,17 @@ impl KeySpace {
     }
 
     pub fn catalog(&self) -> String {
-        format!("{}:catalog", self.prefix)
+        format!("{}:{{catalog}}", self.prefix)
     }
 
     pub fn catalog_version(&self) -> String {
-        format!("{}:catalog:version", self.prefix)
+        format!("{}:{{catalog}}:version", self.prefix)
+    }
+
+    /// Holds the segment version whose members are all in Redis, so a rebuild after a flush knows to
+    /// rewrite them.
+    pub fn segment_loaded(&self, segment: SegmentId) -> String {
+        format!("{}:segment:{segment}:loaded", self.prefix)
     }
 
     pub fn user(&self, user: &UserId) -> String {
@@ -153,13 +159,30 @@ pub fn segment_field(segment: SegmentId) -> String {
     format!("s:{segment}")
 }
 
-/// The commands that publish a catalog. Send them in one transaction (`MULTI`/`EXEC` or the REST API's
-/// `/multi-exec`); the version goes last so a reader that sees it finds the catalog it names.
-pub fn publish_catalog(keys: &KeySpace, catalog: &Catalog) -> Vec<Command> {
-    vec![
-        Command::new(["SET", &keys.catalog(), &catalog.encode()]),
-        Command::new(["SET", &keys.catalog_version(), &catalog.version().to_string()]),
-    ]
+/// Replaces the catalog unless Redis already holds a newer one, so two writers finishing out of order never
+/// roll the catalog back. KEYS: catalog, version. ARGV: catalog JSON, version. Returns 1 if written.
+pub const PUBLISH_SCRIPT: &str = "\
+if tonumber(redis.call('GET', KEYS[2]) or '-1') >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1";
+
+/// The command that publishes a catalog: the catalog and its version change in one step.
+pub fn publish_catalog(keys: &KeySpace, catalog: &Catalog) -> Command {
+    Command::new([
+        "EVAL",
+        PUBLISH_SCRIPT,
+        "2",
+        &keys.catalog(),
+        &keys.catalog_version(),
+        &catalog.encode(),
+        &catalog.version().to_string(),
+    ])
+}
+
+/// Whether the reply to [`publish_catalog`] says the catalog was written (false: a newer one was there).
+pub fn read_publish(reply: &Reply) -> Result<bool, StoreError> {
+    Ok(parse_int(reply, "EVAL publish")? == 1)
 }
 
 /// Marks `user` as a member of `segment` at `version`.

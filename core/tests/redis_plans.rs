@@ -13,8 +13,8 @@ use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, SegmentId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{
-    add_member, fetch_catalog, publish_catalog, read_catalog, CatalogStatus, Command, Event, EventKind,
-    EventOutcome, EventPlan, KeySpace, Reply, ResolvePlan,
+    add_member, fetch_catalog, publish_catalog, read_catalog, read_publish, CatalogStatus, Command, Event,
+    EventKind, EventOutcome, EventPlan, KeySpace, Reply, ResolvePlan,
 };
 use popup_core::token::{issue, TokenClaims, VerifiedToken, Verifier};
 use popup_core::user::UserState;
@@ -62,9 +62,9 @@ impl Redis {
         redis::cmd("TTL").arg(key).query(&mut self.connection).unwrap()
     }
 
-    fn publish(&mut self, catalog: &Catalog) {
-        let commands = publish_catalog(&self.keys, catalog);
-        self.run(&commands);
+    fn publish(&mut self, catalog: &Catalog) -> bool {
+        let command = publish_catalog(&self.keys, catalog);
+        read_publish(&self.run(&[command])[0]).unwrap()
     }
 
     fn resolve_inputs(
@@ -206,7 +206,7 @@ fn caps_hold_end_to_end_through_redis() {
         ..Default::default()
     })
     .unwrap();
-    redis.publish(&catalog);
+    assert!(redis.publish(&catalog));
     let u = user("cust-4");
     let context = RequestContext::default();
     let mut shown = Vec::new();

@@ -91,7 +91,7 @@ fn user_state(eligible: bool) -> UserState {
     let mut state = UserState::default();
     let version = u64::from(eligible);
     for segment in [3, 17, 41] {
-        state.segments.insert(SegmentId(segment), version);
+        state.add_membership(SegmentId(segment), version);
     }
     for campaign in [3, 17, 41] {
         state.campaigns.insert(

@@ -9,7 +9,7 @@
 //! | `P:{catalog}` | string | the catalog JSON ([`Catalog::encode`]) |
 //! | `P:{catalog}:version` | string | the catalog's version; both keys change together, never backwards |
 //! | `P:segment:<id>:loaded` | string | the segment version whose members are all written to Redis |
-//! | `P:u:{uid}` | hash | `s:<segment>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
+//! | `P:u:{uid}` | hash | `s:<segment>:<version parity>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
 //! | `P:u:{uid}:d:<day>` | hash, expires | `n:<campaign>` -> impressions that day; `all` -> impressions that day, all campaigns |
 //! | `P:u:{uid}:e:<token id>:<kind>` | string, expires | marks an event as recorded, so a retry is a no-op |
 //! | `P:events` | stream | every recorded event, for the origin to ingest |
@@ -18,6 +18,11 @@
 //! event script requires; likewise `{catalog}` for the publish script. A resolve is one pipeline of three commands whatever the number of campaigns:
 //! `GET P:{catalog}:version` (or `GET P:{catalog}` when nothing is cached), `HGETALL P:u:{uid}`,
 //! `HGETALL P:u:{uid}:d:<day>`. An event is one pipeline of two: the event script and `XADD`.
+//!
+//! Memberships are double-buffered: a segment's consecutive versions have opposite parity (the origin makes
+//! sure of it), and each parity has its own field. An upload in progress writes the field of the new
+//! parity, which the live catalog does not read, so a customer in both the old and the new upload never
+//! drops out mid-upload, and the switch is the catalog's version change alone.
 //!
 //! Days start at local midnight of a fixed UTC offset set per deployment (e.g. +07:00 for Jakarta): the key of
 //! today's hash must be known before the catalog is read.
@@ -154,9 +159,9 @@ impl KeySpace {
     }
 }
 
-/// The hash field that holds a customer's membership of a segment.
-pub fn segment_field(segment: SegmentId) -> String {
-    format!("s:{segment}")
+/// The hash field that holds a customer's membership of `version` of a segment.
+pub fn segment_field(segment: SegmentId, version: u64) -> String {
+    format!("s:{segment}:{}", version % 2)
 }
 
 /// Replaces the catalog unless Redis already holds a newer one, so two writers finishing out of order never
@@ -187,7 +192,7 @@ pub fn read_publish(reply: &Reply) -> Result<bool, StoreError> {
 
 /// Marks `user` as a member of `segment` at `version`.
 pub fn add_member(keys: &KeySpace, user: &UserId, segment: SegmentId, version: u64) -> Command {
-    Command::new(["HSET", &keys.user(user), &segment_field(segment), &version.to_string()])
+    Command::new(["HSET", &keys.user(user), &segment_field(segment, version), &version.to_string()])
 }
 
 pub fn fetch_catalog(keys: &KeySpace) -> Command {
@@ -282,8 +287,11 @@ fn read_user_field(state: &mut UserState, field: &str, value: &str) {
     };
     match kind {
         "s" => {
-            if let (Ok(segment), Ok(version)) = (id.parse(), u64::try_from(number)) {
-                state.segments.insert(SegmentId(segment), version);
+            let Some((segment, parity)) = id.split_once(':') else { return };
+            if let (Ok(segment), Ok(parity), Ok(version)) =
+                (segment.parse(), parity.parse(), u64::try_from(number))
+            {
+                state.segments.insert((SegmentId(segment), parity), version);
             }
         }
         "n" => {

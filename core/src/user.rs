@@ -6,8 +6,9 @@ use crate::ids::{CampaignId, SegmentId, Timestamp};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserState {
-    /// Segment id -> the version of the segment upload that listed this customer.
-    pub segments: BTreeMap<SegmentId, u64>,
+    /// (segment, version parity) -> the version of the segment upload that listed this customer. Two slots
+    /// per segment, see [`crate::store`]: an upload in progress never overwrites the one being read.
+    pub segments: BTreeMap<(SegmentId, u8), u64>,
     pub campaigns: BTreeMap<CampaignId, Counters>,
     /// Popups shown today across all campaigns, for the global daily cap.
     pub shown_today: u32,
@@ -21,11 +22,21 @@ pub struct Counters {
     pub last_shown: Option<Timestamp>,
 }
 
+fn parity(version: u64) -> u8 {
+    (version % 2) as u8
+}
+
 impl UserState {
     /// Membership counts only for the segment's current version: members of an older upload that the new
     /// one dropped still carry the old version and fall out the moment the catalog switches.
     pub fn is_member(&self, segment: SegmentId, current_version: Option<u64>) -> bool {
-        current_version.is_some_and(|current| self.segments.get(&segment) == Some(&current))
+        current_version
+            .is_some_and(|current| self.segments.get(&(segment, parity(current))) == Some(&current))
+    }
+
+    /// Records that `version` of `segment` lists this customer, as the origin's upload does in Redis.
+    pub fn add_membership(&mut self, segment: SegmentId, version: u64) {
+        self.segments.insert((segment, parity(version)), version);
     }
 
     pub fn counters(&self, campaign: CampaignId) -> Counters {

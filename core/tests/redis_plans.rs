@@ -144,7 +144,8 @@ fn memberships_and_counters_decode_from_the_users_hashes() {
     assert_eq!(redis.post_event(&token, EventKind::Impression, T0.plus(10)), EventOutcome::Recorded);
 
     let (_, state) = redis.resolve_inputs(&u, T0.plus(20), None);
-    assert_eq!(state.segments.get(&SegmentId(3)), Some(&11));
+    assert!(state.is_member(SegmentId(3), Some(11)));
+    assert!(!state.is_member(SegmentId(3), Some(12)) && !state.is_member(SegmentId(3), Some(13)));
     let counters = state.counters(CampaignId(5));
     assert_eq!((counters.lifetime, counters.today, counters.last_shown), (1, 1, Some(T0.plus(10))));
     assert_eq!(state.shown_today, 1);

@@ -343,7 +343,7 @@ fn include_segment(s: &mut Scenario, membership: Option<u64>) {
     s.parts.segments.insert(SEGMENT, 3);
     s.parts.segments.insert(OTHER_SEGMENT, 1);
     if let Some(version) = membership {
-        s.state.segments.insert(SEGMENT, version);
+        s.state.add_membership(SEGMENT, version);
     }
 }
 
@@ -352,7 +352,7 @@ fn exclude_segment(s: &mut Scenario, membership: Option<u64>) {
     s.campaign.audience.exclude = vec![SEGMENT];
     s.parts.segments.insert(SEGMENT, 1);
     if let Some(version) = membership {
-        s.state.segments.insert(SEGMENT, version);
+        s.state.add_membership(SEGMENT, version);
     }
 }
 

@@ -32,7 +32,8 @@ pub struct CatalogParts {
     #[serde(default)]
     pub settings: Settings,
     pub campaigns: Vec<Campaign>,
-    /// The current version of every segment; a membership with another version does not count.
+    /// The current version of every segment; a membership with another version does not count. A campaign
+    /// excluding a segment missing here is shown to nobody (see [`crate::resolve`]).
     #[serde(default)]
     pub segments: BTreeMap<SegmentId, u64>,
     /// Offsets of every zone a campaign's windows use.

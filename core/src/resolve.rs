@@ -6,7 +6,9 @@
 //! 1. schedule: [`Skip::NotStarted`], [`Skip::Ended`], [`Skip::OutsideWindow`]
 //! 2. [`Skip::BudgetExhausted`]
 //! 3. [`Skip::WrongPlacement`], then the request rules ([`Skip::RuleMismatch`])
-//! 4. audience: [`Skip::NotInAudience`], [`Skip::Excluded`]
+//! 4. audience: [`Skip::NotInAudience`], [`Skip::Excluded`]. Membership counts only for a segment's current
+//!    version in the catalog. An included segment without one matches nobody; an excluded segment without
+//!    one excludes everybody (fail closed: nothing proves the customer is not in it).
 //! 5. this campaign's caps: [`Skip::TotalCap`], [`Skip::DailyCap`], [`Skip::Interval`]
 //! 6. [`Skip::GlobalDailyCap`]
 //! 7. the variant: a customer bucketed into a control variant is a [`Skip::Holdout`], and resolution goes
@@ -220,11 +222,16 @@ fn check_audience(catalog: &Catalog, campaign: &Campaign, state: &UserState) -> 
     let member = |segment| state.is_member(segment, catalog.segment_version(segment));
     let audience = &campaign.audience;
     if let Include::AnyOf(segments) = &audience.include {
+        // A segment without a current version lists nobody, so it adds no one to the audience.
         if !segments.iter().copied().any(member) {
             return Err(Skip::NotInAudience);
         }
     }
-    if audience.exclude.iter().copied().any(member) {
+    // Fails closed: without a current version of an excluded segment (never uploaded, or dropped from the
+    // catalog) nothing proves the customer is not in it, and showing a campaign to a customer who opted
+    // out is worse than not showing it to one who did not.
+    let excluded = |segment| catalog.segment_version(segment).is_none() || member(segment);
+    if audience.exclude.iter().copied().any(excluded) {
         return Err(Skip::Excluded);
     }
     Ok(())

@@ -242,6 +242,39 @@ const CASES: &[Case] = &[
         setup: |s| exclude_segment(s, Some(0)),
         expect: Expect::Shown("default"),
     },
+    // A segment the catalog has no version for (never uploaded, or deleted) cannot be checked.
+    Case {
+        name: "excluded segment without a current version fails closed",
+        setup: |s| {
+            exclude_segment(s, Some(1));
+            s.parts.segments.clear();
+        },
+        expect: Expect::Skipped(Skip::Excluded),
+    },
+    Case {
+        name: "excluded segment without a current version, customer listed nowhere",
+        setup: |s| {
+            exclude_segment(s, None);
+            s.parts.segments.clear();
+        },
+        expect: Expect::Skipped(Skip::Excluded),
+    },
+    Case {
+        name: "included segment without a current version matches nobody",
+        setup: |s| {
+            s.campaign.audience.include = Include::AnyOf(vec![SEGMENT]);
+            s.state.add_membership(SEGMENT, 3);
+        },
+        expect: Expect::Skipped(Skip::NotInAudience),
+    },
+    Case {
+        name: "an unversioned included segment does not hide a versioned one",
+        setup: |s| {
+            include_segment(s, Some(3));
+            s.parts.segments.remove(&OTHER_SEGMENT);
+        },
+        expect: Expect::Shown("default"),
+    },
     // Caps.
     Case {
         name: "lifetime cap reached",

@@ -1,2 +1,94 @@
-//! The origin service: the admin API, Postgres as the source of truth, the projection into Redis, event
-//! ingest and outbound messaging, all around the rules in `popup-core`.
+//! The origin service: the admin API, Postgres as the source of truth, the projection into Redis, and the
+//! popup API natively, all around the rules in `popup-core`.
+//!
+//! - [`config`]: flags and environment.
+//! - [`state`]: what handlers share.
+//! - [`error`]: the one HTTP error type and its mapping to status codes.
+//! - [`auth`], [`audit`]: API keys with roles; the audit trail of every write.
+//! - [`admin`]: `/admin/v1`: campaigns, segments, preview, keys, audit.
+//! - [`public`]: `/v1/campaigns/...`: popup and events, the edge's contract.
+//! - [`projection`]: Postgres into Redis, and the reconcile loop.
+//! - [`redis_store`]: carries the core's command plans to Redis, with a deadline.
+//! - [`ops`]: health, readiness, metrics.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ops;
+pub mod projection;
+pub mod public;
+pub mod redis_store;
+pub mod state;
+
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Embedded migrations, applied at start and by tests.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Every route of the origin.
+pub fn app(state: AppState) -> Router {
+    ops::metrics_handle();
+    Router::new()
+        .route("/v1/campaigns/popup", get(public::popup))
+        .route("/v1/campaigns/{id}/{kind}", post(public::event))
+        .nest("/admin/v1", admin::router())
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(axum::middleware::from_fn(ops::track))
+        .with_state(state)
+}
+
+/// Connects, migrates, bootstraps the admin key, then serves until SIGTERM or Ctrl-C, reconciling in the
+/// background. In-flight requests finish before it returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&config.database_url)
+        .await?;
+    MIGRATOR.run(&db).await?;
+    if let Some(key) = &config.bootstrap_admin_key {
+        auth::bootstrap_admin_key(&db, key).await?;
+    }
+    let state = AppState::new(&config, db)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reconciler =
+        tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped));
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "origin listening");
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let _ = stop.send(true);
+    reconciler.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

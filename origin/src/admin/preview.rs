@@ -1,0 +1,108 @@
+//! Preview: what a customer would see now or at a given time, and why every other campaign was skipped.
+//! The catalog is built from Postgres as of that time, so the preview shows the truth even before Redis
+//! has it; the customer's memberships and counters come from Redis.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use popup_core::catalog::{Catalog, CatalogParts};
+use popup_core::ids::{CampaignId, Timestamp};
+use popup_core::resolve::{explain, Skip, Subject};
+use popup_core::store::ResolvePlan;
+use popup_core::wire::{Explanation, PopupQuery};
+use serde::Serialize;
+
+use super::campaigns::segment_ids;
+use super::spec::CampaignSpec;
+use crate::auth::{Actor, Role};
+use crate::error::ApiError;
+use crate::projection::build_parts;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct CampaignPreview {
+    #[serde(flatten)]
+    pub explanation: Explanation,
+    /// `shown`, or why this campaign would not be shown.
+    pub campaign_outcome: CampaignOutcome,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignOutcome {
+    Shown,
+    Skipped(Skip),
+}
+
+async fn explain_with(
+    state: &AppState,
+    pairs: Vec<(String, String)>,
+    extra: Option<(i64, CampaignSpec)>,
+) -> Result<Explanation, ApiError> {
+    let mut at: Option<DateTime<Utc>> = None;
+    let mut country = None;
+    let mut request = Vec::new();
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "at" => {
+                at = Some(value.parse().map_err(|_| ApiError::bad_field("at", "must be an RFC 3339 time"))?)
+            }
+            "country" => country = Some(value.to_ascii_uppercase()),
+            _ => request.push((name.as_str(), value.as_str())),
+        }
+    }
+    let mut query = PopupQuery::parse(request).map_err(|error| ApiError::BadFields(vec![error]))?;
+    let user = query.user.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
+    query.context.country = country;
+    let at = at.unwrap_or_else(Utc::now);
+    let mut parts: CatalogParts = build_parts(state, at).await?;
+    if let Some((id, spec)) = extra {
+        parts.campaigns.retain(|c| c.id != CampaignId(id as u64));
+        let mut db = state.db.acquire().await?;
+        parts.campaigns.push(spec.to_core(id, &segment_ids(&mut db).await?)?);
+    }
+    let catalog = Catalog::build(parts).map_err(anyhow::Error::from)?;
+    let now = Timestamp(at.timestamp());
+    // The resolve pipeline as a resolver would send it; only the customer's state is used, since the
+    // catalog comes from Postgres.
+    let plan = ResolvePlan::new(&state.keys, &user, now, Some(catalog.version()));
+    let inputs = plan.read(state.redis.run(plan.commands()).await?).map_err(anyhow::Error::from)?;
+    let decision =
+        explain(&catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
+    Ok(Explanation::new(&decision, now, catalog.version()))
+}
+
+/// `GET /admin/v1/preview?user_id=..[&at=RFC3339][&placement=..&platform=..&app_version=..&locale=..&country=..]`
+pub async fn preview(
+    State(state): State<AppState>,
+    actor: Actor,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Explanation>, ApiError> {
+    actor.require(Role::Viewer)?;
+    Ok(Json(explain_with(&state, query?.0, None).await?))
+}
+
+/// `GET /admin/v1/campaigns/{id}/preview?...`: as if this campaign were active, even a draft or paused one.
+pub async fn campaign_preview(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<i64>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CampaignPreview>, ApiError> {
+    actor.require(Role::Viewer)?;
+    let spec: sqlx::types::Json<CampaignSpec> =
+        sqlx::query_scalar("SELECT spec FROM campaigns WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound("campaign"))?;
+    let explanation = explain_with(&state, query?.0, Some((id, spec.0))).await?;
+    let campaign_id = CampaignId(id as u64);
+    let campaign_outcome =
+        match (&explanation.chosen, explanation.skipped.iter().find(|s| s.campaign_id == campaign_id)) {
+            (Some(chosen), _) if chosen.campaign_id == campaign_id => CampaignOutcome::Shown,
+            (_, Some(skipped)) => CampaignOutcome::Skipped(skipped.reason),
+            _ => return Err(anyhow::anyhow!("campaign {id} missing from its own preview").into()),
+        };
+    Ok(Json(CampaignPreview { explanation, campaign_outcome }))
+}

@@ -1,0 +1,112 @@
+//! Configuration, from flags or the environment (`POPUP_*`, and the usual `DATABASE_URL` / `REDIS_URL`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Clone, Args)]
+pub struct Config {
+    /// Postgres, the source of truth.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Redis, which holds the projection resolvers read.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    #[arg(long, env = "POPUP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Prefix of every Redis key; the edge must use the same one.
+    #[arg(long, env = "POPUP_KEY_PREFIX", default_value = "popup")]
+    pub key_prefix: String,
+
+    /// UTC offset at which days (for daily caps) start, e.g. `+07:00`. The edge must use the same one.
+    #[arg(long, env = "POPUP_DAY_OFFSET", default_value = "+00:00", value_parser = parse_offset)]
+    pub day_offset_seconds: i32,
+
+    /// Seconds between two rebuilds of the Redis projection from Postgres.
+    #[arg(long, env = "POPUP_RECONCILE_SECONDS", default_value_t = 60)]
+    pub reconcile_seconds: u64,
+
+    /// Signs impression tokens. At least 32 bytes; shared with the edge.
+    #[arg(long, env = "POPUP_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: String,
+
+    /// Earlier token secrets, comma-separated, still accepted while tokens signed with them are in flight.
+    #[arg(long, env = "POPUP_TOKEN_PREVIOUS_SECRETS", hide_env_values = true, default_value = "")]
+    pub token_previous_secrets: String,
+
+    /// How long an impression token is accepted, in seconds.
+    #[arg(long, env = "POPUP_TOKEN_TTL_SECONDS", default_value_t = 86_400)]
+    pub token_ttl_seconds: i64,
+
+    /// An admin API key created at start if no admin key exists yet, so a new deployment can be reached.
+    #[arg(long, env = "POPUP_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
+    pub bootstrap_admin_key: Option<String>,
+
+    /// The largest segment upload accepted, in bytes.
+    #[arg(long, env = "POPUP_MAX_SEGMENT_BYTES", default_value_t = 1 << 30)]
+    pub max_segment_bytes: u64,
+
+    /// How long a popup or event request waits for Redis before answering 503.
+    #[arg(long, env = "POPUP_REDIS_TIMEOUT_MS", default_value_t = 300)]
+    pub redis_timeout_ms: u64,
+}
+
+/// Shows where the service connects and listens, never its secrets.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("key_prefix", &self.key_prefix)
+            .field("day_offset_seconds", &self.day_offset_seconds)
+            .field("reconcile_seconds", &self.reconcile_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_secs(self.reconcile_seconds.max(1))
+    }
+}
+
+/// Parses `+07:00`, `-03:30` or `Z`.
+pub fn parse_offset(raw: &str) -> Result<i32, String> {
+    if raw == "Z" {
+        return Ok(0);
+    }
+    let invalid = || format!("{raw:?} is not an offset like +07:00");
+    let (sign, rest) = match raw.as_bytes().first() {
+        Some(b'+') => (1, &raw[1..]),
+        Some(b'-') => (-1, &raw[1..]),
+        _ => return Err(invalid()),
+    };
+    let (hours, minutes) = rest.split_once(':').ok_or_else(invalid)?;
+    let hours: i32 = hours.parse().map_err(|_| invalid())?;
+    let minutes: i32 = minutes.parse().map_err(|_| invalid())?;
+    if hours > 14 || minutes > 59 {
+        return Err(invalid());
+    }
+    Ok(sign * (hours * 3600 + minutes * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_offset;
+
+    #[test]
+    fn offsets_parse() {
+        assert_eq!(parse_offset("+07:00"), Ok(7 * 3600));
+        assert_eq!(parse_offset("-03:30"), Ok(-(3 * 3600 + 1800)));
+        assert_eq!(parse_offset("Z"), Ok(0));
+        assert!(parse_offset("07:00").is_err());
+        assert!(parse_offset("+15:00").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! `popup-origin serve` runs the service; `popup-origin migrate` only applies the migrations.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "The popup platform's origin service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the admin API and the popup API, and keep Redis in step with Postgres.
+    Serve(Box<popup_origin::Config>),
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(config) => popup_origin::serve(*config).await,
+        Command::Migrate { database_url } => {
+            let db = sqlx::PgPool::connect(&database_url).await?;
+            popup_origin::MIGRATOR.run(&db).await?;
+            Ok(())
+        }
+    }
+}

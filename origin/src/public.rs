@@ -1,0 +1,129 @@
+//! The popup API, natively: the same contract and the same decisions as the edge, because both call the
+//! core with the same inputs. One Redis round trip per resolve while the cached catalog is current.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use popup_core::catalog::Catalog;
+use popup_core::ids::{CampaignId, Timestamp};
+use popup_core::resolve::{resolve, Subject};
+use popup_core::store::{
+    fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, ResolvePlan,
+};
+use popup_core::token::{issue, TokenClaims, Verifier};
+use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::{AppState, TOKEN_CLOCK_SKEW_SECONDS};
+
+pub fn now() -> Timestamp {
+    Timestamp(chrono::Utc::now().timestamp())
+}
+
+fn random_nonce() -> Result<u64, ApiError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The catalog to resolve with, given what the resolve pipeline said about it.
+async fn current_catalog(
+    state: &AppState,
+    status: CatalogStatus,
+    cached: Option<Arc<Catalog>>,
+) -> Result<Arc<Catalog>, ApiError> {
+    let catalog = match (status, cached) {
+        (CatalogStatus::Current, Some(cached)) => return Ok(cached),
+        (CatalogStatus::Fetched(catalog), _) => Arc::new(catalog),
+        (CatalogStatus::Absent, _) => return Ok(Arc::new(Catalog::empty())),
+        (CatalogStatus::Stale { .. } | CatalogStatus::Current, _) => {
+            let replies = state.redis.run(&[fetch_catalog(&state.keys)]).await?;
+            let reply =
+                replies.into_iter().next().ok_or_else(|| anyhow::anyhow!("no reply to GET catalog"))?;
+            match read_catalog(reply).map_err(anyhow::Error::from)? {
+                Some(catalog) => Arc::new(catalog),
+                None => return Ok(Arc::new(Catalog::empty())),
+            }
+        }
+    };
+    state.cache_catalog(catalog.clone());
+    Ok(catalog)
+}
+
+/// `GET /v1/campaigns/popup`: 200 with the popup, or 204.
+pub async fn popup(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = query?;
+    let query = PopupQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|error| ApiError::BadFields(vec![error]))?;
+    let user = query.user.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
+    let now = now();
+    let cached = state.cached_catalog();
+    let plan = ResolvePlan::new(&state.keys, &user, now, cached.as_ref().map(|c| c.version()));
+    let replies = state.redis.run(plan.commands()).await.inspect_err(|_| outcome("unavailable"))?;
+    let inputs = plan.read(replies).map_err(anyhow::Error::from)?;
+    let catalog = current_catalog(&state, inputs.catalog, cached).await?;
+    let decision =
+        resolve(&catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
+    let Some(selection) = decision.chosen else {
+        outcome("none");
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let claims = TokenClaims {
+        user: user.clone(),
+        campaign: selection.campaign.id,
+        variant: selection.variant.to_string(),
+        issued_at: now,
+        nonce: random_nonce()?,
+    };
+    let token = issue(state.tokens.current(), &claims).map_err(anyhow::Error::from)?;
+    outcome("shown");
+    Ok(Json(PopupResponse::new(&selection, token)).into_response())
+}
+
+fn outcome(result: &'static str) {
+    metrics::counter!("popup_resolves_total", "outcome" => result).increment(1);
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventAccepted {
+    /// False when the same event was recorded before (a retry).
+    pub recorded: bool,
+}
+
+/// `POST /v1/campaigns/{id}/{impression|click|dismiss}`: 202.
+pub async fn event(
+    State(state): State<AppState>,
+    Path((campaign, kind)): Path<(String, String)>,
+    body: Result<Json<EventRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    let kind = EventKind::parse(&kind).ok_or(ApiError::NotFound("event kind"))?;
+    let campaign =
+        CampaignId(campaign.parse().map_err(|_| ApiError::bad_field("campaign_id", "must be a number"))?);
+    let Json(request) = body?;
+    let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
+    let now = now();
+    let secrets = state.tokens.all();
+    let verifier = Verifier::new(&secrets, state.tokens.ttl_seconds, TOKEN_CLOCK_SKEW_SECONDS)
+        .map_err(anyhow::Error::from)?;
+    let token = verifier
+        .verify_event(&request.impression_token, &user, campaign, now)
+        .map_err(|error| ApiError::bad_field("impression_token", error.to_string()))?;
+    let event = Event {
+        kind,
+        token: &token,
+        dedupe_ttl_seconds: verifier.dedupe_ttl_seconds(&token.claims, now),
+        now,
+    };
+    let plan = EventPlan::new(&state.keys, &event);
+    let replies = state.redis.run(plan.commands()).await?;
+    let outcome = plan.read(replies).map_err(anyhow::Error::from)?;
+    metrics::counter!("popup_events_total", "kind" => kind.as_str()).increment(1);
+    Ok((StatusCode::ACCEPTED, Json(EventAccepted { recorded: outcome == EventOutcome::Recorded })))
+}

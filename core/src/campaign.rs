@@ -122,7 +122,9 @@ impl FromStr for TimeOfDay {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         const EXPECTED: &str = "expected HH:MM between 00:00 and 24:00";
         let (hours, minutes) = raw.split_once(':').ok_or(EXPECTED)?;
-        if hours.len() != 2 || minutes.len() != 2 {
+        // Digits only: u16::from_str alone would also take a sign (`+9`).
+        let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(hours) || !two_digits(minutes) {
             return Err(EXPECTED);
         }
         let hours: u16 = hours.parse().map_err(|_| EXPECTED)?;
@@ -148,9 +150,41 @@ impl Serialize for TimeOfDay {
 
 impl<'de> Deserialize<'de> for TimeOfDay {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = <&str>::deserialize(deserializer)?;
-        raw.parse().map_err(serde::de::Error::custom)
+        deserialize_parsed(deserializer, "a time of day such as \"09:00\"")
     }
+}
+
+/// Deserializes a string through `T`'s [`FromStr`]. The string may be borrowed from the input, transient
+/// (an escaped JSON string) or owned (a `serde_json::Value`); asking for `&str` would refuse the last two.
+pub(crate) fn deserialize_parsed<'de, D, T>(deserializer: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    struct Parsed<T> {
+        expecting: &'static str,
+        target: core::marker::PhantomData<T>,
+    }
+
+    impl<T: FromStr> serde::de::Visitor<'_> for Parsed<T>
+    where
+        T::Err: fmt::Display,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+
+        // Borrowed and owned strings both arrive here: the default visit_borrowed_str and visit_string
+        // forward to visit_str.
+        fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<T, E> {
+            raw.parse().map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_str(Parsed { expecting, target: core::marker::PhantomData })
 }
 
 /// What the popup shows.

@@ -89,8 +89,7 @@ impl Serialize for AppVersion {
 
 impl<'de> Deserialize<'de> for AppVersion {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = <&str>::deserialize(deserializer)?;
-        raw.parse().map_err(serde::de::Error::custom)
+        crate::campaign::deserialize_parsed(deserializer, "an app version such as \"5.2.0\"")
     }
 }
 

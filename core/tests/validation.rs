@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use popup_core::campaign::{Campaign, Creative, Include, Variant, VersionRange, Weekday, Window};
+use popup_core::campaign::{Campaign, Creative, Include, TimeOfDay, Variant, VersionRange, Weekday, Window};
 use popup_core::catalog::{Catalog, CatalogError, CatalogParts};
+use popup_core::context::AppVersion;
 use popup_core::ids::{CampaignId, SegmentId, Timestamp};
 use popup_core::zone::ZoneOffsets;
 
@@ -163,8 +164,44 @@ fn campaign_json_uses_readable_times_and_defaults() {
     assert!(c.validate().is_ok());
     let back: Campaign = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
-    for bad in ["\"25:00\"", "\"9:00\"", "\"24:01\"", "\"0900\""] {
+    for bad in ["\"25:00\"", "\"9:00\"", "\"24:01\"", "\"0900\"", "\"+9:00\"", "\"09:+5\"", "\" 9:00\""] {
         assert!(serde_json::from_str::<popup_core::campaign::TimeOfDay>(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn times_and_versions_deserialize_from_owned_and_escaped_strings() {
+    // serde_json::Value holds owned strings, and an escaped string cannot be borrowed from the input:
+    // neither can be read as a &str.
+    let time: TimeOfDay = serde_json::from_value(serde_json::json!("09:30")).unwrap();
+    assert_eq!(time.minutes(), 9 * 60 + 30);
+    let time: TimeOfDay = serde_json::from_str(r#""09\u003a30""#).unwrap();
+    assert_eq!(time.minutes(), 9 * 60 + 30);
+    let version: AppVersion = serde_json::from_value(serde_json::json!("5.2.1")).unwrap();
+    assert_eq!(version, AppVersion::new(5, 2, 1));
+    let version: AppVersion = serde_json::from_str(r#""5\u002e2""#).unwrap();
+    assert_eq!(version, AppVersion::new(5, 2, 0));
+    // A whole campaign built as a Value, as the origin does from its admin API.
+    let json = serde_json::json!({
+        "id": 5, "name": "Promo", "schedule": {"start": 1767225600, "time_zone": "Asia/Jakarta",
+        "windows": [{"days": ["mon"], "start": "09:00", "end": "17:00"}]},
+        "creative": {"title": "Hi"}, "rules": {"app_version": {"min": "5.2"}}
+    });
+    let c: Campaign = serde_json::from_value(json).unwrap();
+    assert_eq!(c.schedule.windows[0].start.minutes(), 9 * 60);
+    assert_eq!(c.rules.app_version.unwrap().min, Some(AppVersion::new(5, 2, 0)));
+    // Still strings only.
+    assert!(serde_json::from_value::<TimeOfDay>(serde_json::json!(540)).is_err());
+    assert!(serde_json::from_value::<AppVersion>(serde_json::json!(5)).is_err());
+}
+
+#[test]
+fn times_and_versions_refuse_signs() {
+    for bad in ["+9:00", "09:+5", "+0:00", "-1:00", "09:-1"] {
+        assert!(bad.parse::<TimeOfDay>().is_err(), "{bad}");
+    }
+    for bad in ["+5", "+5.2.0", "5.+2", "5.2.+0", "-5"] {
+        assert!(bad.parse::<AppVersion>().is_err(), "{bad}");
     }
 }
 

@@ -106,7 +106,8 @@ impl KeySpace {
         if !valid {
             return Err(KeySpaceError::InvalidPrefix);
         }
-        if day_offset_seconds.abs() > 14 * 3600 {
+        // unsigned_abs: i32::MIN has no positive counterpart.
+        if day_offset_seconds.unsigned_abs() > 14 * 3600 {
             return Err(KeySpaceError::InvalidDayOffset);
         }
         Ok(KeySpace { prefix: prefix.into(), day_offset_seconds })
@@ -148,14 +149,25 @@ impl KeySpace {
 
     /// The day number (days since the epoch, in the deployment's offset) that `now` falls in.
     pub fn day(&self, now: Timestamp) -> i64 {
-        (now.seconds() + i64::from(self.day_offset_seconds)).div_euclid(SECONDS_PER_DAY)
+        self.split_day(now).0
+    }
+
+    /// `now` as (day number, seconds since that day's local midnight). Computed from `now`'s own day and
+    /// second, so no intermediate value leaves i64 even at its extremes: `now + offset` would overflow
+    /// near i64::MAX, and a day number times 86 400 beyond ±2^63 / 86 400.
+    fn split_day(&self, now: Timestamp) -> (i64, i64) {
+        let utc_day = now.seconds().div_euclid(SECONDS_PER_DAY);
+        // Within ±(86 400 + 14 hours): the offset is bounded by KeySpace::new.
+        let local_second = now.seconds().rem_euclid(SECONDS_PER_DAY) + i64::from(self.day_offset_seconds);
+        // utc_day is at most i64::MAX / 86 400 in magnitude, so moving it by one cannot overflow.
+        (utc_day + local_second.div_euclid(SECONDS_PER_DAY), local_second.rem_euclid(SECONDS_PER_DAY))
     }
 
     /// Seconds from `now` until the day after `now`'s day ends: daily counters live that long, so that a
-    /// resolve just after midnight never reads a hash that expired early.
+    /// resolve just after midnight never reads a hash that expired early. Between one day (exclusive) and
+    /// two (inclusive).
     fn day_ttl(&self, now: Timestamp) -> i64 {
-        let next_midnight = (self.day(now) + 1) * SECONDS_PER_DAY - i64::from(self.day_offset_seconds);
-        next_midnight - now.seconds() + SECONDS_PER_DAY
+        2 * SECONDS_PER_DAY - self.split_day(now).1
     }
 }
 
@@ -483,4 +495,69 @@ fn hash_pairs(reply: Reply, command: &'static str) -> Result<Vec<(String, String
         }
     }
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn days_and_their_ttl_follow_the_offset() {
+        let jakarta = KeySpace::new("p", 7 * 3600).unwrap();
+        // 2026-01-01T16:59:59Z is 23:59:59 in Jakarta; a second later is the next day there.
+        let t = Timestamp(1_767_286_799);
+        assert_eq!(jakarta.day(t) + 1, jakarta.day(t.plus(1)));
+        assert_eq!(jakarta.day_ttl(t), DAY + 1);
+        assert_eq!(jakarta.day_ttl(t.plus(1)), 2 * DAY);
+        let utc = KeySpace::new("p", 0).unwrap();
+        assert_eq!(utc.day(Timestamp(-1)), -1);
+        assert_eq!(utc.day(Timestamp(0)), 0);
+        assert_eq!(utc.day_ttl(Timestamp(-1)), DAY + 1);
+        // Against the definition, in wider arithmetic, around the epoch and today.
+        for offset in [-14 * 3600, -3 * 3600 - 1800, 0, 5 * 3600 + 2700, 14 * 3600] {
+            let keys = KeySpace::new("p", offset).unwrap();
+            for base in [0, 1_767_225_600] {
+                for step in -200..200 {
+                    let now = base + step * 997;
+                    let local = i128::from(now) + i128::from(offset);
+                    let day = local.div_euclid(i128::from(DAY));
+                    assert_eq!(i128::from(keys.day(Timestamp(now))), day);
+                    let next_midnight = (day + 1) * i128::from(DAY) - i128::from(offset);
+                    let ttl = next_midnight - i128::from(now) + i128::from(DAY);
+                    assert_eq!(i128::from(keys.day_ttl(Timestamp(now))), ttl);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        for offset in [-14 * 3600, 0, 14 * 3600] {
+            let keys = KeySpace::new("p", offset).unwrap();
+            for now in
+                [Timestamp(i64::MAX), Timestamp(i64::MIN), Timestamp(i64::MAX - 1), Timestamp(i64::MIN + 1)]
+            {
+                let day = keys.day(now);
+                let ttl = keys.day_ttl(now);
+                assert!(ttl > 0 && ttl <= 2 * DAY, "ttl {ttl} at {now:?} offset {offset}");
+                // The day still contains `now`, measured without leaving i64.
+                let start_of_day = i128::from(day) * i128::from(DAY) - i128::from(offset);
+                let now = i128::from(now.seconds());
+                assert!(
+                    start_of_day <= now && now < start_of_day + i128::from(DAY),
+                    "day {day} offset {offset}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn key_spaces_refuse_extreme_offsets() {
+        assert_eq!(KeySpace::new("p", i32::MIN), Err(KeySpaceError::InvalidDayOffset));
+        assert_eq!(KeySpace::new("p", i32::MAX), Err(KeySpaceError::InvalidDayOffset));
+        assert_eq!(KeySpace::new("p", -14 * 3600 - 1), Err(KeySpaceError::InvalidDayOffset));
+        assert!(KeySpace::new("p", -14 * 3600).is_ok());
+    }
 }

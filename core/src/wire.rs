@@ -84,9 +84,9 @@ impl PopupResponse {
     }
 }
 
-/// Body of `POST /v1/campaigns/{id}/impression|click|dismiss`.
+/// Body of `POST /v1/campaigns/{id}/impression|click|dismiss`. Unknown fields are ignored, like unknown query
+/// parameters, so older servers accept newer apps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EventRequest {
     /// Absent when the customer is identified by a signed token instead.
     #[serde(default)]
@@ -199,11 +199,15 @@ mod tests {
     }
 
     #[test]
-    fn event_request_rejects_unknown_fields() {
-        assert!(serde_json::from_str::<EventRequest>(r#"{"user_id":"u","impression_token":"t"}"#).is_ok());
-        assert!(
-            serde_json::from_str::<EventRequest>(r#"{"user_id":"u","impression_token":"t","x":1}"#).is_err()
-        );
-        assert!(serde_json::from_str::<EventRequest>(r#"{"user_id":"u"}"#).is_err());
+    fn event_request_accepts_unknown_fields_but_requires_the_token() {
+        let parse = serde_json::from_str::<EventRequest>;
+        let plain = parse(r#"{"user_id":"u","impression_token":"t"}"#).unwrap();
+        // A newer app may send fields this server does not know yet.
+        let newer = parse(r#"{"user_id":"u","impression_token":"t","x":1,"shown_ms":{"a":[1]}}"#).unwrap();
+        assert_eq!(newer, plain);
+        assert_eq!(parse(r#"{"impression_token":"t"}"#).unwrap().user_id, None);
+        assert!(parse(r#"{"user_id":"u"}"#).is_err());
+        assert!(parse(r#"{"user_id":"u","x":1}"#).is_err());
+        assert!(parse(r#"{"user_id":"{bad}","impression_token":"t"}"#).is_err());
     }
 }

@@ -17,6 +17,11 @@ use crate::campaign::{Campaign, ValidationErrors};
 use crate::ids::{CampaignId, SegmentId};
 use crate::zone::ZoneOffsets;
 
+/// The largest catalog version: 2^53. The publish script ([`crate::store::PUBLISH_SCRIPT`]) compares
+/// versions as Lua numbers, which are doubles; up to 2^53 every integer is exact, above it neighbours
+/// round together and an older catalog could replace a newer one.
+pub const MAX_VERSION: u64 = 1 << 53;
+
 /// Rules that span campaigns.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -59,6 +64,8 @@ pub enum CatalogError {
     MissingZone { campaign: CampaignId, zone: String },
     #[error("the offsets of time zone {0:?} are not sorted")]
     UnsortedZone(String),
+    #[error("catalog version {0} is above 2^53, which the publish script cannot compare exactly")]
+    VersionTooLarge(u64),
     #[error("the catalog is not valid JSON: {0}")]
     Malformed(String),
 }
@@ -141,6 +148,9 @@ fn sort(campaigns: &mut [Campaign]) {
 }
 
 fn check_structure(parts: &CatalogParts) -> Result<(), CatalogError> {
+    if parts.version > MAX_VERSION {
+        return Err(CatalogError::VersionTooLarge(parts.version));
+    }
     // Events, counters and tokens name campaigns by id, so an id must mean one campaign.
     let mut ids: Vec<CampaignId> = parts.campaigns.iter().map(|c| c.id).collect();
     ids.sort_unstable();

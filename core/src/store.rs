@@ -7,7 +7,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P:{catalog}` | string | the catalog JSON ([`Catalog::encode`]) |
-//! | `P:{catalog}:version` | string | the catalog's version; both keys change together, never backwards |
+//! | `P:{catalog}:version` | string | the catalog's version (at most [`crate::catalog::MAX_VERSION`]); both keys change together, never backwards |
 //! | `P:segment:<id>:loaded` | string | the segment version whose members are all written to Redis |
 //! | `P:u:{uid}` | hash | `s:<segment>:<version parity>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
 //! | `P:u:{uid}:d:<day>` | hash, expires | `n:<campaign>` -> impressions that day; `all` -> impressions that day, all campaigns |
@@ -178,6 +178,8 @@ pub fn segment_field(segment: SegmentId, version: u64) -> String {
 
 /// Replaces the catalog unless Redis already holds a newer one, so two writers finishing out of order never
 /// roll the catalog back. KEYS: catalog, version. ARGV: catalog JSON, version. Returns 1 if written.
+/// Versions compare as Lua numbers (doubles), which is exact because a catalog's version is at most
+/// [`crate::catalog::MAX_VERSION`].
 pub const PUBLISH_SCRIPT: &str = "\
 if tonumber(redis.call('GET', KEYS[2]) or '-1') >= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -272,7 +274,7 @@ impl ResolvePlan {
             None => read_catalog(catalog)?.map_or(CatalogStatus::Absent, CatalogStatus::Fetched),
             Some(cached) => match catalog {
                 Reply::Nil => CatalogStatus::Absent,
-                reply => match parse_int(&reply, "GET catalog:version")? as u64 {
+                reply => match parse_version(&reply)? {
                     version if version == cached => CatalogStatus::Current,
                     version => CatalogStatus::Stale { version },
                 },
@@ -471,6 +473,25 @@ fn parse_int(reply: &Reply, command: &'static str) -> Result<i64, StoreError> {
     }
 }
 
+/// The catalog version Redis holds. Only the publish script writes it, from a u64 in canonical decimal;
+/// anything else (negative, signed, not a number) means something else wrote the key, and must not be
+/// read as some other version: `-1` cast to u64 would look like the newest catalog there is.
+fn parse_version(reply: &Reply) -> Result<u64, StoreError> {
+    const COMMAND: &str = "GET catalog:version";
+    match reply {
+        Reply::Int(n) => u64::try_from(*n).map_err(|_| StoreError::UnexpectedReply(COMMAND)),
+        // Digits only: u64::from_str alone would also take `+7`.
+        Reply::Bulk(bytes) if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) => {
+            core::str::from_utf8(bytes)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(StoreError::UnexpectedReply(COMMAND))
+        }
+        Reply::Error(message) => Err(StoreError::Redis { command: COMMAND, message: message.clone() }),
+        _ => Err(StoreError::UnexpectedReply(COMMAND)),
+    }
+}
+
 /// The field/value pairs of an `HGETALL` reply. Non-UTF-8 entries are skipped.
 fn hash_pairs(reply: Reply, command: &'static str) -> Result<Vec<(String, String)>, StoreError> {
     let items = match reply {
@@ -551,6 +572,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn resolve_plan(cached_version: Option<u64>) -> ResolvePlan {
+        let keys = KeySpace::new("p", 0).unwrap();
+        ResolvePlan::new(&keys, &UserId::parse("u").unwrap(), Timestamp(0), cached_version)
+    }
+
+    fn read_version(reply: Reply) -> Result<ResolveInputs, StoreError> {
+        resolve_plan(Some(7)).read(alloc::vec![reply, Reply::Nil, Reply::Nil])
+    }
+
+    #[test]
+    fn catalog_versions_are_read_as_u64() {
+        assert!(matches!(read_version(Reply::Bulk(b"7".to_vec())).unwrap().catalog, CatalogStatus::Current));
+        assert!(matches!(read_version(Reply::Int(7)).unwrap().catalog, CatalogStatus::Current));
+        assert!(matches!(
+            read_version(Reply::Bulk(b"9007199254740992".to_vec())).unwrap().catalog,
+            CatalogStatus::Stale { version: 9_007_199_254_740_992 }
+        ));
+        assert!(matches!(read_version(Reply::Nil).unwrap().catalog, CatalogStatus::Absent));
+        let unexpected = Err(StoreError::UnexpectedReply("GET catalog:version"));
+        // -1 must not wrap around to u64::MAX and read as a newer catalog.
+        for bad in ["-1", "-7", "seven", "7.0", "", " 7", "+7", "18446744073709551616"] {
+            assert_eq!(read_version(Reply::Bulk(bad.into())).map(|_| ()), unexpected, "{bad:?}");
+        }
+        assert_eq!(read_version(Reply::Int(-1)).map(|_| ()), unexpected);
+        assert_eq!(read_version(Reply::Array(alloc::vec![])).map(|_| ()), unexpected);
     }
 
     #[test]

@@ -135,6 +135,41 @@ fn a_cold_resolve_reads_the_catalog_and_a_warm_one_only_its_version() {
 }
 
 #[test]
+fn publishing_an_older_or_equal_version_changes_nothing() {
+    let mut redis = Redis::connect("publish");
+    let build = |version, campaigns| {
+        Catalog::build(CatalogParts { version, campaigns, ..Default::default() }).unwrap()
+    };
+    let current = build(5, vec![campaign(1)]);
+    assert!(redis.publish(&current));
+    let stored = |redis: &mut Redis| {
+        let replies = redis
+            .run(&[fetch_catalog(&redis.keys), Command(vec!["GET".into(), redis.keys.catalog_version()])]);
+        (replies[0].clone(), replies[1].clone())
+    };
+    let before = stored(&mut redis);
+    assert_eq!(before.1, Reply::Bulk(b"5".to_vec()));
+    // Same version with other content, then an older one: both refused, nothing written.
+    assert!(!redis.publish(&build(5, vec![campaign(2)])));
+    assert_eq!(stored(&mut redis), before);
+    assert!(!redis.publish(&build(4, vec![campaign(3)])));
+    assert_eq!(stored(&mut redis), before);
+    assert_eq!(read_catalog(before.0).unwrap(), Some(current));
+    // A newer one goes through; versions compare as numbers, not as text ("10" < "9").
+    assert!(redis.publish(&build(9, vec![campaign(4)])));
+    assert!(redis.publish(&build(10, vec![campaign(5)])));
+    assert!(!redis.publish(&build(9, vec![campaign(6)])));
+    let (catalog, version) = stored(&mut redis);
+    assert_eq!(version, Reply::Bulk(b"10".to_vec()));
+    assert_eq!(read_catalog(catalog).unwrap().unwrap().campaigns()[0].id, CampaignId(5));
+    // The largest version allowed still compares exactly against its neighbour.
+    let limit = popup_core::catalog::MAX_VERSION;
+    assert!(redis.publish(&build(limit - 1, vec![])));
+    assert!(redis.publish(&build(limit, vec![])));
+    assert!(!redis.publish(&build(limit - 1, vec![])));
+}
+
+#[test]
 fn memberships_and_counters_decode_from_the_users_hashes() {
     let mut redis = Redis::connect("user");
     let u = user("cust-2");

@@ -249,3 +249,17 @@ fn the_catalog_round_trips_through_json_and_decoding_restores_order() {
     assert!(matches!(Catalog::decode(b"{not json"), Err(CatalogError::Malformed(_))));
     assert!(matches!(Catalog::decode(b"{\"version\":1}"), Err(CatalogError::Malformed(_))));
 }
+
+#[test]
+fn catalog_versions_stay_exact_as_doubles() {
+    // The publish script compares versions as Lua numbers: above 2^53 two versions could compare equal.
+    let limit = popup_core::catalog::MAX_VERSION;
+    assert_eq!(limit, 1 << 53);
+    let build = |version| Catalog::build(CatalogParts { version, ..CatalogParts::default() });
+    assert_eq!(build(limit).unwrap().version(), limit);
+    assert_eq!(build(limit + 1), Err(CatalogError::VersionTooLarge(limit + 1)));
+    assert_eq!(build(u64::MAX), Err(CatalogError::VersionTooLarge(u64::MAX)));
+    let json = |version: u64| format!(r#"{{"version":{version},"campaigns":[]}}"#);
+    assert_eq!(Catalog::decode(json(limit).as_bytes()).unwrap().version(), limit);
+    assert_eq!(Catalog::decode(json(limit + 1).as_bytes()), Err(CatalogError::VersionTooLarge(limit + 1)));
+}

@@ -23,7 +23,7 @@ pub struct Config {
     pub key_prefix: String,
 
     /// UTC offset at which days (for daily caps) start, e.g. `+07:00`. The edge must use the same one.
-    #[arg(long, env = "POPUP_DAY_OFFSET", default_value = "+00:00", value_parser = parse_offset)]
+    #[arg(long = "day-offset", env = "POPUP_DAY_OFFSET", default_value = "+00:00", value_parser = parse_offset)]
     pub day_offset_seconds: i32,
 
     /// Seconds between two rebuilds of the Redis projection from Postgres.

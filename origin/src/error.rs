@@ -11,6 +11,9 @@ use popup_core::wire::ErrorResponse;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A body that parses but does not fit the expected shape (unknown field, wrong type).
+    #[error("{0}")]
+    BadBody(String),
     /// Fields of a request that cannot be read (public API): 400.
     #[error("invalid request")]
     BadFields(Vec<FieldError>),
@@ -45,6 +48,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::BadBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             ApiError::BadFields(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -107,7 +111,12 @@ impl IntoResponse for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
-        ApiError::BadRequest(rejection.body_text())
+        match rejection {
+            axum::extract::rejection::JsonRejection::JsonDataError(error) => {
+                ApiError::BadBody(error.body_text())
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
     }
 }
 

@@ -106,7 +106,8 @@ pub async fn event(
     let kind = EventKind::parse(&kind).ok_or(ApiError::NotFound("event kind"))?;
     let campaign =
         CampaignId(campaign.parse().map_err(|_| ApiError::bad_field("campaign_id", "must be a number"))?);
-    let Json(request) = body?;
+    // The public contract answers every unreadable body with 400.
+    let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
     let secrets = state.tokens.all();

@@ -27,8 +27,9 @@ pub struct AuditEntry {
 pub struct AuditFilter {
     entity: Option<String>,
     entity_id: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    // Not flattened: serde's flatten reads query values as strings only.
+    page: Option<i64>,
+    page_size: Option<i64>,
 }
 
 pub async fn list(
@@ -38,7 +39,7 @@ pub async fn list(
 ) -> Result<Json<Paged<AuditEntry>>, ApiError> {
     actor.require(Role::Viewer)?;
     let Query(filter) = query?;
-    let page = filter.page.validate()?;
+    let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
     let condition = "($1::text IS NULL OR entity = $1) AND ($2::text IS NULL OR entity_id = $2)";
     let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM audit_log WHERE {condition}"))
         .bind(&filter.entity)

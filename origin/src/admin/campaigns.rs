@@ -119,8 +119,9 @@ pub struct ListFilter {
     status: Option<String>,
     /// Case-insensitive substring of the name.
     q: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    // Not flattened: serde's flatten reads query values as strings only.
+    page: Option<i64>,
+    page_size: Option<i64>,
 }
 
 pub async fn list(
@@ -130,10 +131,10 @@ pub async fn list(
 ) -> Result<Json<Paged<CampaignView>>, ApiError> {
     actor.require(Role::Viewer)?;
     let Query(filter) = query?;
-    let page: Page = filter.page.validate()?;
+    let page: Page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
     if let Some(status) = &filter.status {
         if !["draft", "active", "paused", "ended"].contains(&status.as_str()) {
-            return Err(ApiError::field("status", "must be draft, active, paused or ended"));
+            return Err(ApiError::bad_field("status", "must be draft, active, paused or ended"));
         }
     }
     let pattern = filter

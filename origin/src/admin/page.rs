@@ -10,8 +10,8 @@ const DEFAULT_PAGE_SIZE: i64 = 20;
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 pub struct PageQuery {
-    page: Option<i64>,
-    page_size: Option<i64>,
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -114,8 +114,12 @@ impl CampaignSpec {
             rules: self.rules.clone(),
             budget: self.budget,
         };
+        let unresolved = !errors.is_empty();
         if let Err(found) = campaign.validate() {
-            errors.extend(found.0);
+            // An include list emptied by unknown names is already reported name by name.
+            errors.extend(
+                found.0.into_iter().filter(|e| !(unresolved && e.field == "audience.include.any_of")),
+            );
         }
         if let Some(zone) = &self.schedule.time_zone {
             if zone.parse::<chrono_tz::Tz>().is_err()

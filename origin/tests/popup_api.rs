@@ -1,0 +1,199 @@
+//! The popup API natively, against the real Postgres and Redis: serving, caps through impressions, forged
+//! tokens, preview traces, the projection healing after Redis loses everything, and Redis being down.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_live_campaign_is_served_until_its_cap_then_nothing(db: PgPool) {
+    let app = TestApp::new(db).await;
+    assert_eq!(app.popup_for("c-1").await, None, "no campaign yet");
+    let mut capped = spec("Capped");
+    capped["caps"] = json!({"lifetime": 2});
+    let id = app.live_campaign(capped).await;
+
+    let (status, popup) = app.get("/v1/campaigns/popup?user_id=c-1&placement=home&platform=ios").await;
+    assert_eq!(status, StatusCode::OK, "{popup}");
+    assert_eq!(popup["campaign_id"], id);
+    assert_eq!(popup["title"], "Capped title");
+    assert_eq!(popup["variant"], "default");
+    assert_eq!(popup["action_url"], "bankapp://promo");
+    let token = popup["impression_token"].as_str().unwrap();
+    assert_eq!(app.impression(id, "c-1", token).await, StatusCode::ACCEPTED);
+    // A retried impression changes nothing.
+    let (status, body) = app
+        .post(&format!("/v1/campaigns/{id}/impression"), json!({"user_id": "c-1", "impression_token": token}))
+        .await;
+    assert_eq!((status, body["recorded"].as_bool()), (StatusCode::ACCEPTED, Some(false)));
+
+    let (_, second) = app.popup_for("c-1").await.unwrap();
+    assert_eq!(app.impression(id, "c-1", &second).await, StatusCode::ACCEPTED);
+    assert_eq!(app.popup_for("c-1").await, None, "the lifetime cap of 2 is reached");
+    assert!(app.popup_for("c-2").await.is_some(), "caps are per customer");
+    // Clicks and dismissals are accepted and do not count as impressions.
+    let (_, third) = app.popup_for("c-2").await.unwrap();
+    for kind in ["click", "dismiss"] {
+        let (status, _) = app
+            .post(&format!("/v1/campaigns/{id}/{kind}"), json!({"user_id": "c-2", "impression_token": third}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    assert!(app.popup_for("c-2").await.is_some());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn forged_and_misdirected_tokens_are_refused_and_change_nothing(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let mut capped = spec("Once");
+    capped["caps"] = json!({"lifetime": 1});
+    let id = app.live_campaign(capped).await;
+    let other = app.live_campaign(spec("Other")).await;
+    let (_, token) = app.popup_for("c-1").await.unwrap();
+
+    let mut tampered = token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let cases = [
+        (id, "c-2", token.as_str(), "another user"),
+        (other, "c-1", token.as_str(), "another campaign"),
+        (id, "c-1", tampered.as_str(), "a tampered signature"),
+        (id, "c-1", "v1.bm90.aXQ", "garbage"),
+    ];
+    for (campaign, user, token, case) in cases {
+        let (status, body) = app
+            .post(
+                &format!("/v1/campaigns/{campaign}/impression"),
+                json!({"user_id": user, "impression_token": token}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {body}");
+        assert_eq!(body["error"]["fields"][0]["field"], "impression_token", "{case}");
+    }
+    assert!(app.popup_for("c-1").await.is_some(), "none of them counted against the cap");
+
+    for (uri, body) in [
+        ("/v1/campaigns/popup", Value::Null),
+        ("/v1/campaigns/popup?user_id=a%20b", Value::Null),
+        ("/v1/campaigns/popup?user_id=c-1&platform=nokia", Value::Null),
+    ] {
+        let (status, response) = app.get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {response} {body}");
+    }
+    let (status, _) = app.post(&format!("/v1/campaigns/{id}/impression"), json!({"user_id": "c-1"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .post(&format!("/v1/campaigns/{id}/purchase"), json!({"user_id": "c-1", "impression_token": token}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn pausing_stops_serving_on_the_next_request(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let id = app.live_campaign(spec("Pausable")).await;
+    assert_eq!(app.popup_for("c-1").await.map(|p| p.0), Some(id));
+    app.admin(Method::POST, &format!("/admin/v1/campaigns/{id}/pause"), Value::Null).await;
+    assert_eq!(app.popup_for("c-1").await, None);
+    app.admin(Method::POST, &format!("/admin/v1/campaigns/{id}/activate"), Value::Null).await;
+    assert_eq!(app.popup_for("c-1").await.map(|p| p.0), Some(id));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_preview_explains_every_skip(db: PgPool) {
+    let app = TestApp::new(db).await;
+    assert_eq!(app.upload("vip", "c-1\n").await.0, StatusCode::OK);
+    let mut vip = spec("VIP only");
+    vip["priority"] = json!(9);
+    vip["audience"] = json!({"include": {"any_of": ["vip"]}});
+    let vip = app.live_campaign(vip).await;
+    let mut ios = spec("iOS only");
+    ios["priority"] = json!(5);
+    ios["rules"] = json!({"platforms": ["ios"]});
+    let ios = app.live_campaign(ios).await;
+    let fallback = app.live_campaign(spec("Everyone")).await;
+    let (_, draft) = app.admin(Method::POST, "/admin/v1/campaigns", spec("Draft")).await;
+    let draft = draft["id"].as_i64().unwrap();
+
+    let (status, preview) =
+        app.admin(Method::GET, "/admin/v1/preview?user_id=c-2&platform=android", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["chosen"]["campaign_id"], fallback);
+    let reasons: Vec<(i64, Value)> = preview["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["campaign_id"].as_i64().unwrap(), s["reason"].clone()))
+        .collect();
+    assert_eq!(reasons[0], (vip, json!("not_in_audience")));
+    assert_eq!(reasons[1].0, ios);
+    assert!(reasons[1].1.to_string().contains("rule_mismatch"), "{:?}", reasons[1]);
+
+    let (_, preview) =
+        app.admin(Method::GET, "/admin/v1/preview?user_id=c-1&platform=ios", Value::Null).await;
+    assert_eq!(preview["chosen"]["campaign_id"], vip);
+    let (_, preview) =
+        app.admin(Method::GET, "/admin/v1/preview?user_id=c-1&at=2025-06-01T00:00:00Z", Value::Null).await;
+    assert_eq!(preview["chosen"], Value::Null, "nothing had started");
+
+    // A draft can be previewed as if it were live.
+    let (status, preview) = app
+        .admin(Method::GET, &format!("/admin/v1/campaigns/{draft}/preview?user_id=c-2"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["campaign_outcome"], json!({"skipped": "lower_priority"}));
+    let (status, _) = app.admin(Method::GET, "/admin/v1/preview", Value::Null).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "user_id is required");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn after_redis_loses_everything_one_reconcile_heals_it(db: PgPool) {
+    // A logical database of its own, so flushing it touches no other test.
+    let app = TestApp::with_redis(db, &format!("{}/9", redis_url().trim_end_matches('/'))).await;
+    assert_eq!(app.upload("vip", "c-1\nc-2\n").await.0, StatusCode::OK);
+    let mut vip = spec("VIP");
+    vip["audience"] = json!({"include": {"any_of": ["vip"]}});
+    let id = app.live_campaign(vip).await;
+    assert_eq!(app.popup_for("c-1").await.map(|p| p.0), Some(id));
+
+    let _: () = redis::cmd("FLUSHDB").query(&mut app.redis()).unwrap();
+    assert_eq!(app.popup_for("c-1").await, None, "nothing to serve from an empty Redis");
+    popup_origin::projection::reconcile(&app.state).await.unwrap();
+    assert_eq!(app.popup_for("c-1").await.map(|p| p.0), Some(id), "catalog and memberships are back");
+    assert_eq!(app.popup_for("c-3").await, None, "and only for members");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn redis_down_gives_a_quick_503_and_admin_writes_still_land(db: PgPool) {
+    // Nothing listens on port 1.
+    let app = TestApp::with_redis(db, "redis://127.0.0.1:1").await;
+    let started = Instant::now();
+    let (status, body) = app.get("/v1/campaigns/popup?user_id=c-1").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // Postgres is the source of truth: the write succeeds and waits for the next reconcile.
+    let (status, _) = app.admin(Method::POST, "/admin/v1/campaigns", spec("Later")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn metrics_count_requests_and_outcomes(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.popup_for("c-1").await;
+    let (status, body) = app.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    assert!(text.contains("http_requests_total{route=\"/v1/campaigns/popup\",status=\"204\"}"), "{text}");
+    assert!(text.contains("popup_resolves_total{outcome=\"none\"}"), "{text}");
+}

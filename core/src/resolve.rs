@@ -28,7 +28,8 @@ use crate::context::{locale_matches, RequestContext};
 use crate::ids::{CampaignId, Timestamp, UserId};
 use crate::user::UserState;
 
-/// Why a campaign was not shown.
+/// Why a campaign was not shown. A new reason without data also goes in `Skip::UNIT`, so that
+/// [`Skip::from_code`] knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
@@ -48,6 +49,54 @@ pub enum Skip {
     LowerPriority,
 }
 
+impl Skip {
+    /// Every reason without data, for [`Skip::from_code`].
+    const UNIT: [Skip; 13] = [
+        Skip::NotStarted,
+        Skip::Ended,
+        Skip::OutsideWindow,
+        Skip::BudgetExhausted,
+        Skip::WrongPlacement,
+        Skip::NotInAudience,
+        Skip::Excluded,
+        Skip::TotalCap,
+        Skip::DailyCap,
+        Skip::Interval,
+        Skip::GlobalDailyCap,
+        Skip::Holdout,
+        Skip::LowerPriority,
+    ];
+
+    /// A stable snake_case code for the reason, as the admin API reports it: `rule_mismatch` for every
+    /// rule, whose name [`Rule::as_str`] gives separately.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Skip::NotStarted => "not_started",
+            Skip::Ended => "ended",
+            Skip::OutsideWindow => "outside_window",
+            Skip::BudgetExhausted => "budget_exhausted",
+            Skip::WrongPlacement => "wrong_placement",
+            Skip::RuleMismatch(_) => "rule_mismatch",
+            Skip::NotInAudience => "not_in_audience",
+            Skip::Excluded => "excluded",
+            Skip::TotalCap => "total_cap",
+            Skip::DailyCap => "daily_cap",
+            Skip::Interval => "interval",
+            Skip::GlobalDailyCap => "global_daily_cap",
+            Skip::Holdout => "holdout",
+            Skip::LowerPriority => "lower_priority",
+        }
+    }
+
+    /// The reason with this [`code`](Skip::code); `rule_mismatch` needs its rule, other codes ignore it.
+    pub fn from_code(code: &str, rule: Option<Rule>) -> Option<Skip> {
+        if code == Skip::RuleMismatch(Rule::Platform).code() {
+            return rule.map(Skip::RuleMismatch);
+        }
+        Skip::UNIT.into_iter().find(|skip| skip.code() == code)
+    }
+}
+
 /// Which request rule did not match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,6 +105,18 @@ pub enum Rule {
     AppVersion,
     Country,
     Locale,
+}
+
+impl Rule {
+    /// The rule's snake_case name, the same its serde form uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Platform => "platform",
+            Rule::AppVersion => "app_version",
+            Rule::Country => "country",
+            Rule::Locale => "locale",
+        }
+    }
 }
 
 /// Who asks, from where, and when.

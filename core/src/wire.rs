@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::campaign::FieldError;
 use crate::context::RequestContext;
 use crate::ids::{CampaignId, Timestamp, UserId};
-use crate::resolve::{Decision, Selection, Skip};
+use crate::resolve::{Decision, Rule, Selection, Skip};
 
 /// The longest placement, locale or version string accepted from a query.
 const MAX_PARAM_LEN: usize = 64;
@@ -138,10 +138,53 @@ pub struct ChosenCampaign {
     pub variant: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A campaign the preview did not choose, and why. In JSON the reason is a plain code, with the rule beside
+/// it for a rule mismatch, so clients read one string field whatever the reason:
+/// `{"campaign_id": 3, "reason": "rule_mismatch", "rule": "platform"}`,
+/// `{"campaign_id": 1, "reason": "not_started"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SkippedJson")]
 pub struct SkippedCampaign {
     pub campaign_id: CampaignId,
     pub reason: Skip,
+}
+
+impl Serialize for SkippedCampaign {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let rule = match self.reason {
+            Skip::RuleMismatch(rule) => Some(rule),
+            _ => None,
+        };
+        let mut json = serializer.serialize_struct("SkippedCampaign", 2 + usize::from(rule.is_some()))?;
+        json.serialize_field("campaign_id", &self.campaign_id)?;
+        json.serialize_field("reason", self.reason.code())?;
+        match rule {
+            Some(rule) => json.serialize_field("rule", rule.as_str())?,
+            None => json.skip_field("rule")?,
+        }
+        json.end()
+    }
+}
+
+/// The JSON form of [`SkippedCampaign`], for reading it back.
+#[derive(Deserialize)]
+struct SkippedJson {
+    campaign_id: CampaignId,
+    reason: String,
+    #[serde(default)]
+    rule: Option<Rule>,
+}
+
+impl TryFrom<SkippedJson> for SkippedCampaign {
+    type Error = String;
+
+    fn try_from(json: SkippedJson) -> Result<Self, Self::Error> {
+        let reason = Skip::from_code(&json.reason, json.rule).ok_or_else(|| {
+            alloc::format!("unknown skip reason {:?} (or rule_mismatch without a rule)", json.reason)
+        })?;
+        Ok(SkippedCampaign { campaign_id: json.campaign_id, reason })
+    }
 }
 
 impl Explanation {

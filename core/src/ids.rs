@@ -26,6 +26,9 @@ impl fmt::Display for SegmentId {
     }
 }
 
+/// Days are 86 400 seconds: Unix time has no leap seconds.
+pub(crate) const SECONDS_PER_DAY: i64 = 86_400;
+
 /// Seconds since the Unix epoch, UTC. The core never reads a clock: callers pass `now` in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

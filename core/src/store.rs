@@ -33,11 +33,9 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::ids::{CampaignId, SegmentId, Timestamp, UserId};
+use crate::ids::{CampaignId, SegmentId, Timestamp, UserId, SECONDS_PER_DAY};
 use crate::token::VerifiedToken;
 use crate::user::UserState;
-
-const SECONDS_PER_DAY: i64 = 86_400;
 
 /// One Redis command: its name and arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -55,6 +55,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::campaign::{is_variant_key, MAX_VARIANT_KEY_LEN};
 use crate::ids::{CampaignId, Timestamp, UserId};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -72,8 +73,9 @@ const MAC_LEN: usize = 32;
 /// decode or allocate much. The largest token [`issue`] can produce is 261 bytes.
 pub const MAX_TOKEN_LEN: usize = 512;
 
-/// Longest accepted variant key.
-pub const MAX_VARIANT_LEN: usize = 32;
+/// Longest accepted variant key: the campaign model's limit, which tokens share so that every variant a
+/// valid campaign can serve can be put in a token.
+pub const MAX_VARIANT_LEN: usize = MAX_VARIANT_KEY_LEN;
 
 /// Shortest accepted secret: RFC 2104 discourages HMAC keys shorter than the hash output (32 bytes for
 /// SHA-256). Refusing short secrets also catches a missing or empty secret in the deployment config, which
@@ -142,7 +144,7 @@ pub enum TokenError {
 /// [`Verifier::new`]).
 pub fn issue(secret: &[u8], claims: &TokenClaims) -> Result<String, TokenError> {
     check_secret(secret)?;
-    if !is_valid_variant(&claims.variant) {
+    if !is_variant_key(&claims.variant) {
         return Err(TokenError::InvalidClaims);
     }
     let payload = format!(
@@ -317,7 +319,7 @@ fn parse_claims(payload: &str) -> Option<TokenClaims> {
     let variant = fields.next()?;
     let issued_at = Timestamp(parse_canonical_i64(fields.next()?)?);
     let nonce = parse_canonical_u64(fields.next()?)?;
-    if fields.next().is_some() || !is_valid_variant(variant) {
+    if fields.next().is_some() || !is_variant_key(variant) {
         return None;
     }
     Some(TokenClaims { user, campaign, variant: String::from(variant), issued_at, nonce })
@@ -349,11 +351,6 @@ fn parse_canonical_i64(field: &str) -> Option<i64> {
         }
         None => parse_canonical_u64(field).and_then(|value| i64::try_from(value).ok()),
     }
-}
-
-fn is_valid_variant(variant: &str) -> bool {
-    (1..=MAX_VARIANT_LEN).contains(&variant.len())
-        && variant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn check_secret(secret: &[u8]) -> Result<(), TokenError> {
@@ -678,6 +675,17 @@ mod tests {
             let mut c = claims();
             c.variant = variant.to_string();
             assert!(issue(SECRET, &c).is_ok(), "{variant:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_carry_exactly_the_variant_keys_campaigns_accept() {
+        // The separator must never be a valid key character, or the payload split would be ambiguous.
+        assert!(!is_variant_key("a|b"));
+        for variant in ["A", "b-2", "", "a|b", "a.b", &"v".repeat(MAX_VARIANT_KEY_LEN + 1)] {
+            let mut c = claims();
+            c.variant = variant.to_string();
+            assert_eq!(issue(SECRET, &c).is_ok(), is_variant_key(variant), "{variant:?}");
         }
     }
 

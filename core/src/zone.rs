@@ -10,9 +10,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{TimeOfDay, Weekday};
-use crate::ids::Timestamp;
-
-const SECONDS_PER_DAY: i64 = 86_400;
+use crate::ids::{Timestamp, SECONDS_PER_DAY};
 
 /// Offsets of one zone: `(from, offset_seconds)` pairs sorted by `from`; each offset holds from its
 /// instant until the next one. Before the first instant the first offset holds.
@@ -35,8 +33,7 @@ impl ZoneOffsets {
 
     /// Builds a table from transitions; returns None when they are empty or not strictly increasing.
     pub fn from_transitions(transitions: Vec<(Timestamp, i32)>) -> Option<ZoneOffsets> {
-        let increasing = transitions.windows(2).all(|pair| pair[0].0 < pair[1].0);
-        (!transitions.is_empty() && increasing).then_some(ZoneOffsets(transitions))
+        is_valid_table(&transitions).then_some(ZoneOffsets(transitions))
     }
 
     pub fn transitions(&self) -> &[(Timestamp, i32)] {
@@ -53,9 +50,16 @@ impl ZoneOffsets {
         local_moment(instant, self.offset_at(instant))
     }
 
+    /// Whether the table is what [`ZoneOffsets::from_transitions`] accepts; a decoded catalog is checked
+    /// with it, since deserializing bypasses that constructor.
     pub(crate) fn is_sorted(&self) -> bool {
-        !self.0.is_empty() && self.0.windows(2).all(|pair| pair[0].0 < pair[1].0)
+        is_valid_table(&self.0)
     }
+}
+
+/// Not empty, and strictly increasing instants: the binary search in [`ZoneOffsets::offset_at`] needs both.
+fn is_valid_table(transitions: &[(Timestamp, i32)]) -> bool {
+    !transitions.is_empty() && transitions.windows(2).all(|pair| pair[0].0 < pair[1].0)
 }
 
 /// The local weekday and minute of day at `instant` under a fixed offset.
@@ -153,6 +157,18 @@ mod tests {
         assert_eq!(zone.offset_at(Timestamp(i64::MAX)), 7200);
         assert!(ZoneOffsets::from_transitions(alloc::vec![]).is_none());
         assert!(ZoneOffsets::from_transitions(alloc::vec![(Timestamp(2), 0), (Timestamp(1), 0)]).is_none());
+    }
+
+    #[test]
+    fn decoded_tables_are_checked_like_constructed_ones() {
+        let tables: [&[(i64, i32)]; 5] =
+            [&[], &[(1, 0)], &[(1, 0), (2, 0)], &[(2, 0), (1, 0)], &[(1, 0), (1, 3600)]];
+        for table in tables {
+            let table: Vec<(Timestamp, i32)> = table.iter().map(|&(t, o)| (Timestamp(t), o)).collect();
+            let constructed = ZoneOffsets::from_transitions(table.clone()).is_some();
+            assert_eq!(ZoneOffsets(table.clone()).is_sorted(), constructed, "{table:?}");
+            assert_eq!(constructed, table.len() == 1 || (table.len() == 2 && table[0].0 < table[1].0));
+        }
     }
 
     #[test]

@@ -263,3 +263,17 @@ fn catalog_versions_stay_exact_as_doubles() {
     assert_eq!(Catalog::decode(json(limit).as_bytes()).unwrap().version(), limit);
     assert_eq!(Catalog::decode(json(limit + 1).as_bytes()), Err(CatalogError::VersionTooLarge(limit + 1)));
 }
+
+#[test]
+fn a_decoded_catalog_with_an_empty_or_unsorted_zone_is_refused() {
+    for table in ["[]", "[[2,0],[1,0]]", "[[1,0],[1,3600]]"] {
+        let json = format!(r#"{{"version":1,"campaigns":[],"zones":{{"Asia/Jakarta":{table}}}}}"#);
+        assert_eq!(
+            Catalog::decode(json.as_bytes()),
+            Err(CatalogError::UnsortedZone("Asia/Jakarta".into())),
+            "{table}"
+        );
+    }
+    let json = r#"{"version":1,"campaigns":[],"zones":{"Asia/Jakarta":[[1,0],[2,3600]]}}"#;
+    assert!(Catalog::decode(json.as_bytes()).is_ok());
+}

@@ -50,6 +50,13 @@ impl Command {
         self.0.first().map_or("", String::as_str)
     }
 
+    /// The arguments, without the name.
+    pub fn arguments(&self) -> &[String] {
+        self.0.get(1..).unwrap_or_default()
+    }
+
+    /// The name and the arguments: the whole command as sent. See [`Command::arguments`] for the
+    /// arguments alone.
     pub fn args(&self) -> &[String] {
         &self.0
     }
@@ -597,6 +604,17 @@ mod tests {
         }
         assert_eq!(read_version(Reply::Int(-1)).map(|_| ()), unexpected);
         assert_eq!(read_version(Reply::Array(alloc::vec![])).map(|_| ()), unexpected);
+    }
+
+    #[test]
+    fn commands_give_their_name_and_arguments_apart() {
+        let plan = resolve_plan(None);
+        let user = &plan.commands()[1];
+        assert_eq!(user.name(), "HGETALL");
+        assert_eq!(user.arguments(), ["p:u:{u}"]);
+        assert_eq!(user.args(), ["HGETALL", "p:u:{u}"]);
+        let empty = Command(alloc::vec![]);
+        assert_eq!((empty.name(), empty.arguments(), empty.args()), ("", &[][..], &[][..]));
     }
 
     #[test]

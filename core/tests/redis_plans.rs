@@ -41,7 +41,7 @@ impl Redis {
         let mut pipe = redis::pipe();
         for command in commands {
             let mut cmd = redis::cmd(command.name());
-            for arg in &command.args()[1..] {
+            for arg in command.arguments() {
                 cmd.arg(arg);
             }
             pipe.add_command(cmd);

@@ -526,6 +526,7 @@ fn hash_pairs(reply: Reply, command: &'static str) -> Result<Vec<(String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user::Counters;
 
     const DAY: i64 = 86_400;
 
@@ -604,6 +605,158 @@ mod tests {
         }
         assert_eq!(read_version(Reply::Int(-1)).map(|_| ()), unexpected);
         assert_eq!(read_version(Reply::Array(alloc::vec![])).map(|_| ()), unexpected);
+    }
+
+    fn bulk(text: &str) -> Reply {
+        Reply::Bulk(text.as_bytes().to_vec())
+    }
+
+    fn hash(pairs: &[(&str, &str)]) -> Reply {
+        Reply::Array(pairs.iter().flat_map(|&(field, value)| [bulk(field), bulk(value)]).collect())
+    }
+
+    fn error(message: &str) -> Reply {
+        Reply::Error(message.into())
+    }
+
+    #[test]
+    fn a_resolve_needs_exactly_three_replies() {
+        for count in [0, 2, 4] {
+            let replies = alloc::vec![Reply::Nil; count];
+            assert_eq!(
+                resolve_plan(Some(1)).read(replies).map(|_| ()),
+                Err(StoreError::ReplyCount { expected: 3, got: count })
+            );
+        }
+    }
+
+    #[test]
+    fn a_resolve_reports_error_replies_with_their_command() {
+        let redis = |command, message: &str| Err(StoreError::Redis { command, message: message.into() });
+        let cases = [
+            (None, [error("LOADING"), Reply::Nil, Reply::Nil], redis("GET catalog", "LOADING")),
+            (Some(1), [error("LOADING"), Reply::Nil, Reply::Nil], redis("GET catalog:version", "LOADING")),
+            (Some(1), [bulk("1"), error("WRONGTYPE"), Reply::Nil], redis("HGETALL user", "WRONGTYPE")),
+            (Some(1), [bulk("1"), Reply::Nil, error("WRONGTYPE")], redis("HGETALL user day", "WRONGTYPE")),
+        ];
+        for (cached, replies, expected) in cases {
+            assert_eq!(resolve_plan(cached).read(replies.to_vec()).map(|_| ()), expected);
+        }
+    }
+
+    #[test]
+    fn a_resolve_refuses_replies_of_the_wrong_shape() {
+        let unexpected = |command| Err(StoreError::UnexpectedReply(command));
+        let odd = Reply::Array(alloc::vec![bulk("n:1"), bulk("2"), bulk("all")]);
+        let cases = [
+            (None, [Reply::Int(3), Reply::Nil, Reply::Nil], unexpected("GET catalog")),
+            (Some(1), [bulk("1"), odd.clone(), Reply::Nil], unexpected("HGETALL user")),
+            (Some(1), [bulk("1"), Reply::Nil, odd], unexpected("HGETALL user day")),
+            (Some(1), [bulk("1"), bulk("n:1"), Reply::Nil], unexpected("HGETALL user")),
+            (Some(1), [bulk("1"), Reply::Nil, Reply::Int(1)], unexpected("HGETALL user day")),
+        ];
+        for (cached, replies, expected) in cases {
+            assert_eq!(resolve_plan(cached).read(replies.to_vec()).map(|_| ()), expected);
+        }
+        let garbage = resolve_plan(None).read(alloc::vec![bulk("{not json"), Reply::Nil, Reply::Nil]);
+        assert!(matches!(garbage, Err(StoreError::Catalog(CatalogError::Malformed(_)))));
+    }
+
+    #[test]
+    fn garbage_in_the_users_hashes_is_ignored() {
+        let user = hash(&[
+            ("n:1", "3"),
+            ("t:1", "1767225600"),
+            ("s:4:1", "5"),
+            // Not numbers, out of range, unknown kinds, malformed ids: all skipped.
+            ("n:2", "three"),
+            ("n:3", "99999999999999999999"),
+            ("t:2", "1e9"),
+            ("t:3", ""),
+            ("s:5:0", "-2"),
+            ("s:6", "4"),
+            ("s:x:1", "3"),
+            ("n:", "1"),
+            ("n:-1", "1"),
+            ("x:1", "1"),
+            ("plain", "1"),
+            ("", ""),
+        ]);
+        let mut day =
+            hash(&[("n:1", "2"), ("all", "-5"), ("n:4", "4294967296"), ("n:x", "1"), ("n:5", "NaN")]);
+        if let Reply::Array(items) = &mut day {
+            // Non-UTF-8 fields and values, and replies that are not strings, are skipped too.
+            items.extend([Reply::Bulk(alloc::vec![0xff, 0xfe]), bulk("1"), bulk("n:6"), Reply::Nil]);
+            items.extend([bulk("n:7"), Reply::Int(6)]);
+        }
+        let inputs = resolve_plan(Some(1)).read(alloc::vec![bulk("1"), user, day]).unwrap();
+        let state = inputs.user;
+        assert_eq!(
+            state.counters(CampaignId(1)),
+            Counters { lifetime: 3, today: 2, last_shown: Some(Timestamp(1_767_225_600)) }
+        );
+        // A count beyond u32 is clamped, never wrapped.
+        assert_eq!(state.counters(CampaignId(4)).today, u32::MAX);
+        assert_eq!(state.counters(CampaignId(7)).today, 6);
+        assert_eq!(state.shown_today, 0, "a negative count reads as none");
+        let known: alloc::vec::Vec<u64> = state.campaigns.keys().map(|c| c.0).collect();
+        assert_eq!(known, [1, 4, 7]);
+        assert_eq!(state.segments.len(), 1);
+        assert!(state.is_member(SegmentId(4), Some(5)));
+    }
+
+    fn event_plan() -> EventPlan {
+        let secret = [7u8; crate::token::MIN_SECRET_LEN];
+        let claims = crate::token::TokenClaims {
+            user: UserId::parse("u").unwrap(),
+            campaign: CampaignId(3),
+            variant: "default".into(),
+            issued_at: Timestamp(1000),
+            nonce: 1,
+        };
+        let token = crate::token::issue(&secret, &claims).unwrap();
+        let secrets: &[&[u8]] = &[&secret];
+        let token =
+            crate::token::Verifier::new(secrets, 3600, 60).unwrap().verify(&token, Timestamp(1000)).unwrap();
+        let keys = KeySpace::new("p", 0).unwrap();
+        EventPlan::new(
+            &keys,
+            &Event {
+                kind: EventKind::Impression,
+                token: &token,
+                dedupe_ttl_seconds: 3600,
+                now: Timestamp(1000),
+            },
+        )
+    }
+
+    #[test]
+    fn an_event_reads_its_verdict_and_reports_what_went_wrong() {
+        let plan = event_plan();
+        let stream_id = bulk("1767225600000-0");
+        let read = |script: Reply, append: Reply| plan.read(alloc::vec![script, append]);
+        assert_eq!(read(Reply::Int(1), stream_id.clone()), Ok(EventOutcome::Recorded));
+        assert_eq!(read(Reply::Int(0), stream_id.clone()), Ok(EventOutcome::Duplicate));
+        assert_eq!(read(bulk("1"), stream_id.clone()), Ok(EventOutcome::Recorded));
+        let unexpected = Err(StoreError::UnexpectedReply("EVAL event"));
+        for script in [Reply::Int(2), Reply::Int(-1), Reply::Nil, bulk("yes"), Reply::Array(alloc::vec![])] {
+            assert_eq!(read(script.clone(), stream_id.clone()), unexpected, "{script:?}");
+        }
+        assert_eq!(
+            read(error("NOSCRIPT"), stream_id.clone()),
+            Err(StoreError::Redis { command: "EVAL event", message: "NOSCRIPT".into() })
+        );
+        // A failed append is reported even when the script counted the impression: ingest would miss it.
+        assert_eq!(
+            read(Reply::Int(1), error("OOM")),
+            Err(StoreError::Redis { command: "XADD", message: "OOM".into() })
+        );
+        for count in [0, 1, 3] {
+            assert_eq!(
+                plan.read(alloc::vec![Reply::Int(1); count]),
+                Err(StoreError::ReplyCount { expected: 2, got: count })
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,21 @@
 //! Campaigns after the winner are [`Skip::LowerPriority`]. [`resolve`] stops at the winner; [`explain`]
 //! evaluates every campaign and returns the full trace for the admin preview. Both share one evaluation, so
 //! the preview never disagrees with what is served.
+//!
+//! # Caps and offers in flight
+//!
+//! Caps count recorded impressions: the event script ([`crate::store::EVENT_SCRIPT`]) bumps the counters
+//! when the app posts an impression, and a resolve only reads them. A resolve cannot reserve a slot, since
+//! one round trip per resolve is a hard design constraint, so several resolves answered before the first
+//! impression is recorded can each offer the same campaign. An offer is *in flight* from the resolve that
+//! answers it until its impression is recorded (or the app drops it for good). The guarantee, for the
+//! lifetime cap, the daily cap and the global daily cap alike: recorded impressions never exceed a cap when
+//! each offer's impression is recorded before the next resolve; with k offers in flight at once, by at most
+//! k-1. Likewise the minimum interval allows at most k impressions, rather than one, in any span of
+//! `min_interval_seconds`. An offer whose impression is never posted counts toward nothing.
+//!
+//! The budget is coarser: it is checked against the served count the catalog carries, which is only as
+//! fresh as the catalog, so a campaign can serve past its budget until the next catalog is published.
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use popup_core::campaign::Caps;
 use popup_core::catalog::{Catalog, CatalogParts, Settings};
 use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, SegmentId, Timestamp, UserId};
@@ -18,6 +19,8 @@ use popup_core::store::{
 };
 use popup_core::token::{issue, TokenClaims, VerifiedToken, Verifier};
 use popup_core::user::UserState;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 const SECRET: &[u8] = b"a test secret that is long enough!!";
 
@@ -262,4 +265,101 @@ fn caps_hold_end_to_end_through_redis() {
     // Day 0: campaign 1 twice (daily cap), then campaign 2 once (global cap of 3). Day 1: campaign 1 once
     // (lifetime cap of 3), then campaign 2 twice. Day 2: campaign 2 three times.
     assert_eq!(shown, [(0, 1), (0, 1), (0, 2), (1, 1), (1, 2), (1, 2), (2, 2), (2, 2), (2, 2)]);
+}
+
+/// The deployment offset Redis::connect uses, for the ledger's own day numbers.
+const DAY_OFFSET: i64 = 7 * HOUR;
+
+fn random_caps() -> impl Strategy<Value = Caps> {
+    (
+        proptest::option::of(1u32..5),
+        proptest::option::of(1u32..3),
+        proptest::option::of(prop_oneof![Just(60u32), Just(3600), Just(4 * 3600)]),
+    )
+        .prop_map(|(lifetime, per_day, min_interval_seconds)| Caps {
+            per_day: per_day.map(|d| lifetime.map_or(d, |l| d.min(l))),
+            lifetime,
+            min_interval_seconds,
+        })
+}
+
+proptest! {
+    // Each case is a few hundred round trips to Redis.
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The sequential guarantee through the real scripts: the app asks, and shows the popup (its impression
+    /// recorded by the event script before the next ask) or not. A ledger kept here, not in Redis, checks
+    /// every cap.
+    #[test]
+    fn caps_hold_through_the_real_event_script(
+        campaign_caps in prop::collection::vec(random_caps(), 1..4),
+        global in proptest::option::of(1u32..4),
+        steps in prop::collection::vec(
+            (prop_oneof![Just(0i64), 1i64..600, 600i64..(6 * HOUR), (6 * HOUR)..(2 * DAY)], prop::bool::weighted(0.8)),
+            1..60,
+        ),
+    ) {
+        let mut redis = Redis::connect("caps-random");
+        let campaigns = campaign_caps
+            .iter()
+            .enumerate()
+            .map(|(i, caps)| {
+                let mut c = campaign(i as u64 + 1);
+                c.priority = i as i32;
+                c.caps = caps.clone();
+                c
+            })
+            .collect();
+        let catalog = Catalog::build(CatalogParts {
+            version: 1,
+            settings: Settings { max_popups_per_day: global },
+            campaigns,
+            ..Default::default()
+        })
+        .unwrap();
+        prop_assert!(redis.publish(&catalog));
+        let u = user("cust-random");
+        let context = RequestContext::default();
+        let mut lifetime: BTreeMap<CampaignId, u32> = BTreeMap::new();
+        let mut per_day: BTreeMap<(CampaignId, i64), u32> = BTreeMap::new();
+        let mut all_per_day: BTreeMap<i64, u32> = BTreeMap::new();
+        let mut last: BTreeMap<CampaignId, Timestamp> = BTreeMap::new();
+        let mut now = T0;
+        for (nonce, (advance, shows_popup)) in steps.into_iter().enumerate() {
+            now = now.plus(advance);
+            let (status, state) = redis.resolve_inputs(&u, now, Some(1));
+            prop_assert!(matches!(status, CatalogStatus::Current));
+            let decision = resolve(&catalog, &Subject { user: &u, state: &state, context: &context, now });
+            let Some(chosen) = decision.chosen else { continue };
+            if !shows_popup {
+                continue;
+            }
+            let id = chosen.campaign.id;
+            let token = token_for(&u, id, now, nonce as u64);
+            prop_assert_eq!(redis.post_event(&token, EventKind::Impression, now), EventOutcome::Recorded);
+
+            let caps = &chosen.campaign.caps;
+            let day = (now.0 + DAY_OFFSET).div_euclid(DAY);
+            let total = lifetime.entry(id).or_default();
+            *total += 1;
+            prop_assert!(caps.lifetime.is_none_or(|cap| *total <= cap), "lifetime cap of {} exceeded", id);
+            let daily = per_day.entry((id, day)).or_default();
+            *daily += 1;
+            prop_assert!(caps.per_day.is_none_or(|cap| *daily <= cap), "daily cap of {} exceeded", id);
+            let all = all_per_day.entry(day).or_default();
+            *all += 1;
+            prop_assert!(global.is_none_or(|cap| *all <= cap), "global daily cap exceeded on day {}", day);
+            if let (Some(interval), Some(previous)) = (caps.min_interval_seconds, last.get(&id)) {
+                prop_assert!(now.0 - previous.0 >= i64::from(interval), "interval of {} not respected", id);
+            }
+            last.insert(id, now);
+        }
+        // And Redis counted what the ledger counted.
+        let (_, state) = redis.resolve_inputs(&u, now, Some(1));
+        for (id, &count) in &lifetime {
+            prop_assert_eq!(state.counters(*id).lifetime, count);
+        }
+        let today = (now.0 + DAY_OFFSET).div_euclid(DAY);
+        prop_assert_eq!(state.shown_today, all_per_day.get(&today).copied().unwrap_or(0));
+    }
 }

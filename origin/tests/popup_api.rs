@@ -132,8 +132,8 @@ async fn the_preview_explains_every_skip(db: PgPool) {
         .map(|s| (s["campaign_id"].as_i64().unwrap(), s["reason"].clone()))
         .collect();
     assert_eq!(reasons[0], (vip, json!("not_in_audience")));
-    assert_eq!(reasons[1].0, ios);
-    assert!(reasons[1].1.to_string().contains("rule_mismatch"), "{:?}", reasons[1]);
+    assert_eq!(reasons[1], (ios, json!("rule_mismatch")));
+    assert_eq!(preview["skipped"][1]["rule"], "platform");
 
     let (_, preview) =
         app.admin(Method::GET, "/admin/v1/preview?user_id=c-1&platform=ios", Value::Null).await;
@@ -147,7 +147,13 @@ async fn the_preview_explains_every_skip(db: PgPool) {
         .admin(Method::GET, &format!("/admin/v1/campaigns/{draft}/preview?user_id=c-2"), Value::Null)
         .await;
     assert_eq!(status, StatusCode::OK, "{preview}");
-    assert_eq!(preview["campaign_outcome"], json!({"skipped": "lower_priority"}));
+    assert_eq!(
+        preview["this_campaign"],
+        json!({"shown": false, "campaign_id": draft, "reason": "lower_priority"})
+    );
+    let (_, preview) =
+        app.admin(Method::GET, &format!("/admin/v1/campaigns/{vip}/preview?user_id=c-1"), Value::Null).await;
+    assert_eq!(preview["this_campaign"], json!({"shown": true}));
     let (status, _) = app.admin(Method::GET, "/admin/v1/preview", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "user_id is required");
 }

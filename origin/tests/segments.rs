@@ -101,8 +101,10 @@ async fn a_new_upload_becomes_visible_atomically_under_concurrent_resolves(db: P
     assert!(switches(|s| s.0) <= 1 && switches(|s| s.2) <= 1, "{seen:?}");
     assert_eq!(seen.first().map(|s| (s.0, s.2)), Some((true, false)));
     assert_eq!(seen.last().map(|s| (s.0, s.2)), Some((false, true)));
-    // ...within one resolve round, the old member leaves no later than the new one arrives.
-    assert!(seen.iter().all(|(old, _, new)| !(*old && *new)), "never both old and new members at once");
+    // ...and with no moment in between: each round asks for the old member before the new one, so a round
+    // where neither is served would mean the old upload left before the new one arrived. (Both served is
+    // fine: the switch fell between the two requests.)
+    assert!(seen.iter().all(|(old, _, new)| *old || *new), "a round saw neither upload: {seen:?}");
 }
 
 #[sqlx::test(migrations = "../migrations")]

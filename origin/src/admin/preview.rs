@@ -7,9 +7,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use popup_core::catalog::{Catalog, CatalogParts};
 use popup_core::ids::{CampaignId, Timestamp};
-use popup_core::resolve::{explain, Skip, Subject};
+use popup_core::resolve::{explain, Subject};
 use popup_core::store::ResolvePlan;
-use popup_core::wire::{Explanation, PopupQuery};
+use popup_core::wire::{Explanation, PopupQuery, SkippedCampaign};
 use serde::Serialize;
 
 use super::campaigns::segment_ids;
@@ -23,15 +23,15 @@ use crate::state::AppState;
 pub struct CampaignPreview {
     #[serde(flatten)]
     pub explanation: Explanation,
-    /// `shown`, or why this campaign would not be shown.
-    pub campaign_outcome: CampaignOutcome,
+    /// `{"shown": true}`, or `{"shown": false, "campaign_id", "reason", "rule"}` as in `skipped`.
+    pub this_campaign: CampaignOutcome,
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CampaignOutcome {
-    Shown,
-    Skipped(Skip),
+pub struct CampaignOutcome {
+    pub shown: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkippedCampaign>,
 }
 
 async fn explain_with(
@@ -98,11 +98,10 @@ pub async fn campaign_preview(
             .ok_or(ApiError::NotFound("campaign"))?;
     let explanation = explain_with(&state, query?.0, Some((id, spec.0))).await?;
     let campaign_id = CampaignId(id as u64);
-    let campaign_outcome =
-        match (&explanation.chosen, explanation.skipped.iter().find(|s| s.campaign_id == campaign_id)) {
-            (Some(chosen), _) if chosen.campaign_id == campaign_id => CampaignOutcome::Shown,
-            (_, Some(skipped)) => CampaignOutcome::Skipped(skipped.reason),
-            _ => return Err(anyhow::anyhow!("campaign {id} missing from its own preview").into()),
-        };
-    Ok(Json(CampaignPreview { explanation, campaign_outcome }))
+    let skipped = explanation.skipped.iter().find(|s| s.campaign_id == campaign_id).cloned();
+    let shown = explanation.chosen.as_ref().is_some_and(|chosen| chosen.campaign_id == campaign_id);
+    if !shown && skipped.is_none() {
+        return Err(anyhow::anyhow!("campaign {id} missing from its own preview").into());
+    }
+    Ok(Json(CampaignPreview { explanation, this_campaign: CampaignOutcome { shown, skipped } }))
 }

@@ -10,12 +10,14 @@
 //! - [`projection`]: Postgres into Redis, and the reconcile loop.
 //! - [`redis_store`]: carries the core's command plans to Redis, with a deadline.
 //! - [`ops`]: health, readiness, metrics.
+//! - [`gateway`]: `popup-origin gateway`, the Upstash REST protocol in front of Redis, for the edge.
 
 pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod ops;
 pub mod projection;
 pub mod public;

@@ -1,0 +1,402 @@
+//! `popup-origin gateway`: the Upstash REST protocol in front of a real Redis, so the edge (and Upstash's
+//! own client libraries) can run against a Redis the operator keeps in their own network, under
+//! `wrangler dev`, and in tests.
+//!
+//! - `POST /` with `["CMD", "arg", ...]` answers `{"result": ...}`, or `{"error": "..."}` with 400 when
+//!   Redis refuses the command.
+//! - `POST /pipeline` with `[["CMD", ...], ...]` answers 200 with one `{"result"}` or `{"error"}` per
+//!   command, in order; `POST /multi-exec` the same inside `MULTI`/`EXEC`, so no other client's command
+//!   runs between them. A transaction Redis discards as a whole answers one `{"error"}` with 400.
+//! - `Authorization: Bearer <token>` on every request (401 `{"error": "Unauthorized"}` otherwise).
+//! - `Upstash-Encoding: base64` base64-encodes strings in results ([`protocol`] has the details).
+//! - `GET /metrics` (same token): Prometheus counters, among them the commands sent to Redis per
+//!   endpoint, which is how the edge's command budget is measured.
+//!
+//! Safe by default: only the edge's commands on the deployment's keys run ([`allow`]). A pipeline or
+//! transaction with one refused command is refused whole (400, naming it) before anything reaches Redis,
+//! so a request never half-runs. Bodies above `POPUP_GATEWAY_MAX_BODY_BYTES` get 413, pipelines longer
+//! than `POPUP_GATEWAY_MAX_PIPELINE` 400. Not supported, on purpose: the token as a `_token` query
+//! parameter (it would land in access logs), and commands spelled in the URL path (the clients send
+//! bodies).
+
+pub mod allow;
+pub mod error;
+pub mod protocol;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Args;
+use popup_core::store::{Command, KeySpace};
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+
+use self::allow::AllowList;
+use self::error::GatewayError;
+use self::protocol::Encoding;
+
+/// The gateway's configuration, from flags or the environment.
+#[derive(Clone, Args)]
+pub struct GatewayConfig {
+    /// The Redis the gateway fronts.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    pub redis_url: String,
+
+    #[arg(long, env = "POPUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8079")]
+    pub listen: SocketAddr,
+
+    /// The bearer token every request must carry (the edge's Redis REST token), at least 16 bytes.
+    /// Prefer the environment to the flag: flags show in process lists.
+    #[arg(long, env = "POPUP_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// Prefix of the deployment's Redis keys; only keys under it are reachable.
+    #[arg(long, env = "POPUP_KEY_PREFIX", default_value = "popup")]
+    pub key_prefix: String,
+
+    /// The largest request body accepted, in bytes (413 above).
+    #[arg(long, env = "POPUP_GATEWAY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// The most commands one pipeline or transaction may hold (400 above).
+    #[arg(long, env = "POPUP_GATEWAY_MAX_PIPELINE", default_value_t = 32)]
+    pub max_pipeline: usize,
+
+    /// How long a request waits for Redis before answering 503.
+    #[arg(long, env = "POPUP_GATEWAY_REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+}
+
+/// Shows where the gateway listens and its limits, never the token or the Redis URL (which may hold a
+/// password).
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("listen", &self.listen)
+            .field("key_prefix", &self.key_prefix)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_pipeline", &self.max_pipeline)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tokens shorter than this are refused at start: the token is all that stands between the internet and
+/// the deployment's Redis.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Only the digest is kept, so comparisons take the same time whatever the presented token.
+    token_digest: [u8; 32],
+    allow: AllowList,
+    max_body_bytes: usize,
+    max_pipeline: usize,
+    redis: Upstream,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("allow", &self.allow)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_pipeline", &self.max_pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Checks the configuration; does not connect, so the gateway starts (and answers 503) while Redis
+    /// is down.
+    pub fn new(config: &GatewayConfig) -> anyhow::Result<Gateway> {
+        if config.token.len() < MIN_TOKEN_LEN {
+            anyhow::bail!("POPUP_GATEWAY_TOKEN must be at least {MIN_TOKEN_LEN} bytes");
+        }
+        if config.max_pipeline == 0 || config.max_body_bytes == 0 {
+            anyhow::bail!("the body and pipeline limits must be positive");
+        }
+        let keys = KeySpace::new(&config.key_prefix, 0)?;
+        let redis = Upstream {
+            client: redis::Client::open(config.redis_url.as_str())?,
+            connection: Default::default(),
+            timeout: Duration::from_millis(config.redis_timeout_ms.max(1)),
+        };
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                token_digest: Sha256::digest(config.token.as_bytes()).into(),
+                allow: AllowList::new(&keys),
+                max_body_bytes: config.max_body_bytes,
+                max_pipeline: config.max_pipeline,
+                redis,
+            }),
+        })
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+        else {
+            return false;
+        };
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // No early exit: every byte is compared whatever the first difference.
+        presented.iter().zip(self.inner.token_digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    fn check(&self, commands: &[Command]) -> Result<(), GatewayError> {
+        for command in commands {
+            if let Err(refusal) = self.inner.allow.check(command) {
+                tracing::warn!(command = %refusal.name, reason = refusal.reason, "gateway refused a command");
+                return Err(refusal.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every route of the gateway.
+pub fn router(gateway: Gateway) -> Router {
+    crate::ops::metrics_handle();
+    let max_body_bytes = gateway.inner.max_body_bytes;
+    Router::new()
+        .route("/", post(single).fallback(method_not_allowed))
+        .route("/pipeline", post(pipeline).fallback(method_not_allowed))
+        .route("/multi-exec", post(multi_exec).fallback(method_not_allowed))
+        .route("/metrics", get(crate::ops::metrics).fallback(method_not_allowed))
+        // A route layer, so the token is checked before the body is read.
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authorize))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(crate::ops::track))
+        .with_state(gateway)
+}
+
+/// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
+pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
+    let gateway = Gateway::new(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, prefix = %config.key_prefix, "gateway listening");
+    axum::serve(listener, router(gateway)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
+    if gateway.authorized(request.headers()) {
+        next.run(request).await
+    } else {
+        GatewayError::Unauthorized.into_response()
+    }
+}
+
+async fn single(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, GatewayError> {
+    let body = read_body(&gateway, body)?;
+    let command = protocol::parse_command(&body)?;
+    gateway.check(std::slice::from_ref(&command))?;
+    let mut replies = gateway.inner.redis.run(std::slice::from_ref(&command), false).await?;
+    metrics::counter!("gateway_commands_total", "endpoint" => "single").increment(1);
+    match replies.pop() {
+        // Upstash answers a failed single command with 400, and its clients throw on it.
+        Some(redis::Value::ServerError(error)) => {
+            Err(GatewayError::Command(protocol::server_error_message(&error)))
+        }
+        Some(reply) => Ok(Json(protocol::encode_reply(reply, encoding(&headers)))),
+        None => Err(GatewayError::Unavailable),
+    }
+}
+
+async fn pipeline(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, GatewayError> {
+    run_many(&gateway, &headers, body, false).await
+}
+
+async fn multi_exec(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, GatewayError> {
+    run_many(&gateway, &headers, body, true).await
+}
+
+async fn run_many(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    atomic: bool,
+) -> Result<Json<serde_json::Value>, GatewayError> {
+    let body = read_body(gateway, body)?;
+    let commands = protocol::parse_pipeline(&body, gateway.inner.max_pipeline)?;
+    gateway.check(&commands)?;
+    let replies = gateway.inner.redis.run(&commands, atomic).await?;
+    let endpoint = if atomic { "multi-exec" } else { "pipeline" };
+    metrics::counter!("gateway_commands_total", "endpoint" => endpoint).increment(commands.len() as u64);
+    let encoding = encoding(headers);
+    Ok(Json(replies.into_iter().map(|reply| protocol::encode_reply(reply, encoding)).collect()))
+}
+
+fn read_body(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Bytes, GatewayError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => GatewayError::TooLarge(gateway.inner.max_body_bytes),
+        _ => GatewayError::BadRequest(format!("cannot read the body: {rejection}")),
+    })
+}
+
+fn encoding(headers: &HeaderMap) -> Encoding {
+    let base64 = headers
+        .get("upstash-encoding")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("base64"));
+    if base64 {
+        Encoding::Base64
+    } else {
+        Encoding::Text
+    }
+}
+
+async fn not_found() -> GatewayError {
+    GatewayError::NotFound
+}
+
+async fn method_not_allowed() -> GatewayError {
+    GatewayError::MethodNotAllowed
+}
+
+/// The Redis behind the gateway: one multiplexed connection, made on first use and remade by the
+/// connection manager when it drops.
+struct Upstream {
+    client: redis::Client,
+    connection: tokio::sync::RwLock<Option<ConnectionManager>>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    async fn connection(&self) -> Result<ConnectionManager, GatewayError> {
+        if let Some(connection) = self.connection.read().await.as_ref() {
+            return Ok(connection.clone());
+        }
+        let mut slot = self.connection.write().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let connection =
+            match tokio::time::timeout(self.timeout, self.client.get_connection_manager_with_config(config))
+                .await
+            {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot connect to redis");
+                    return Err(GatewayError::Unavailable);
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?self.timeout, "redis did not accept a connection in time");
+                    return Err(GatewayError::Unavailable);
+                }
+            };
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Sends `commands` as one pipeline (inside `MULTI`/`EXEC` when `atomic`) and returns one reply per
+    /// command; a command Redis refuses yields its `ServerError` in place, the others still run.
+    async fn run(&self, commands: &[Command], atomic: bool) -> Result<Vec<redis::Value>, GatewayError> {
+        let mut connection = self.connection().await?;
+        let mut pipe = redis::pipe();
+        if atomic {
+            // A multiplexed connection writes a pipeline in one piece, so MULTI..EXEC cannot be split
+            // by another request's commands on the same connection.
+            pipe.atomic();
+        }
+        pipe.ignore_errors();
+        for command in commands {
+            let mut cmd = redis::cmd(command.name());
+            for argument in command.arguments() {
+                cmd.arg(argument);
+            }
+            pipe.add_command(cmd);
+        }
+        let replies =
+            match tokio::time::timeout(self.timeout, pipe.query_async::<Vec<redis::Value>>(&mut connection))
+                .await
+            {
+                Ok(Ok(replies)) => replies,
+                // Redis discarded the transaction as a whole (a command was refused while queued): say
+                // which, as the other errors are said, in Redis's words.
+                Ok(Err(error))
+                    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort) =>
+                {
+                    let causes = error.into_server_errors().map_or_else(String::new, |errors| {
+                        let causes: Vec<String> =
+                            errors.iter().map(|(_, error)| protocol::server_error_message(error)).collect();
+                        causes.join("; ")
+                    });
+                    return Err(GatewayError::Command(format!(
+                        "EXECABORT Transaction discarded because of previous errors: {causes}"
+                    )));
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "redis failed");
+                    return Err(GatewayError::Unavailable);
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?self.timeout, "redis did not answer in time");
+                    return Err(GatewayError::Unavailable);
+                }
+            };
+        if replies.len() != commands.len() {
+            tracing::warn!(sent = commands.len(), got = replies.len(), "redis answered a different count");
+            return Err(GatewayError::Unavailable);
+        }
+        Ok(replies)
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

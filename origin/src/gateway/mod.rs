@@ -51,6 +51,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub redis_url: String,
 
+    /// Address to listen on. Loopback by default: exposing the gateway is the operator's choice.
     #[arg(long, env = "POPUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8079")]
     pub listen: SocketAddr,
 

@@ -70,6 +70,8 @@ impl RedisStore {
     ) -> Result<Vec<Reply>, StoreUnavailable> {
         let mut connection = self.connection().await?;
         let mut pipe = redis::pipe();
+        // Without this, one failing command fails the whole pipeline and the core never sees which.
+        pipe.ignore_errors();
         for command in commands {
             pipe.add_command(to_cmd(command));
         }

@@ -203,3 +203,16 @@ async fn metrics_count_requests_and_outcomes(db: PgPool) {
     assert!(text.contains("http_requests_total{route=\"/v1/campaigns/popup\",status=\"204\"}"), "{text}");
     assert!(text.contains("popup_resolves_total{outcome=\"none\"}"), "{text}");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_broken_key_in_redis_is_an_internal_error_not_an_outage(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.live_campaign(spec("Any")).await;
+    // Something else wrote the customer's hash key as a string: HGETALL fails with WRONGTYPE.
+    let key = format!("{}:u:{{c-1}}", app.prefix);
+    let _: () = redis::cmd("SET").arg(&key).arg("x").query(&mut app.redis()).unwrap();
+    let (status, body) = app.get("/v1/campaigns/popup?user_id=c-1").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["message"], "internal error", "details stay in the log");
+    assert!(app.popup_for("c-2").await.is_some(), "other customers are served");
+}

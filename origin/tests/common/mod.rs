@@ -42,6 +42,9 @@ pub fn config(redis_url: &str, prefix: &str) -> Config {
         "+07:00",
         "--max-segment-bytes",
         "65536",
+        // Generous, so a loaded test machine does not turn slow answers into 503s.
+        "--redis-timeout-ms",
+        "5000",
     ])
     .unwrap();
     args.config

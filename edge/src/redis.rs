@@ -1,0 +1,94 @@
+//! Carries the core's command plans to the REST API over `fetch`, with a deadline: a slow or unreachable
+//! Redis becomes [`StoreUnavailable`] within the configured timeout, never a hung request. The protocol
+//! itself (bodies, replies) is in [`crate::rest`].
+
+use std::pin::pin;
+
+use futures_util::future::{select, Either};
+use popup_core::store::{Command, Reply};
+use worker::wasm_bindgen::JsValue;
+use worker::{web_sys, AbortController, Delay, Fetch, Request};
+
+use crate::config::RedisConfig;
+use crate::rest::{self, RestError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreUnavailable {
+    #[error("redis did not answer within {0} ms")]
+    Timeout(u128),
+    #[error("fetch failed: {0}")]
+    Fetch(#[source] worker::Error),
+    #[error(transparent)]
+    Protocol(#[from] RestError),
+}
+
+impl From<worker::Error> for StoreUnavailable {
+    fn from(error: worker::Error) -> StoreUnavailable {
+        StoreUnavailable::Fetch(error)
+    }
+}
+
+impl From<JsValue> for StoreUnavailable {
+    fn from(error: JsValue) -> StoreUnavailable {
+        StoreUnavailable::Fetch(error.into())
+    }
+}
+
+/// A client of one REST endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisClient<'a> {
+    config: &'a RedisConfig,
+}
+
+impl<'a> RedisClient<'a> {
+    pub fn new(config: &'a RedisConfig) -> RedisClient<'a> {
+        RedisClient { config }
+    }
+
+    /// Sends `commands` as one pipeline (one HTTP request) and returns one reply per command. A command
+    /// that fails in Redis yields [`Reply::Error`]; only a failure to talk to Redis at all is an error.
+    pub async fn pipeline(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreUnavailable> {
+        let (status, body) = self.post(rest::PIPELINE_PATH, rest::encode_pipeline(commands)?).await?;
+        Ok(rest::decode_pipeline(status, &body, commands.len())?)
+    }
+
+    /// Sends one command to the single-command endpoint and returns its reply, like [`Self::pipeline`].
+    pub async fn command(&self, command: &Command) -> Result<Reply, StoreUnavailable> {
+        let (status, body) = self.post("", rest::encode_command(command)?).await?;
+        Ok(rest::decode_command(status, &body)?)
+    }
+
+    /// POSTs `body` to `path` and returns the status and the response text, both within the timeout. On
+    /// timeout the request is aborted, so the runtime does not keep waiting for it either.
+    async fn post(&self, path: &str, body: String) -> Result<(u16, String), StoreUnavailable> {
+        // Built on web_sys directly: worker's RequestInit also carries Cloudflare's image and cache options,
+        // whose conversion would add to the bundle what this request never uses.
+        let headers = web_sys::Headers::new()?;
+        headers.set("Authorization", &format!("Bearer {}", self.config.token))?;
+        headers.set("Content-Type", "application/json")?;
+        headers.set(rest::ENCODING_HEADER.0, rest::ENCODING_HEADER.1)?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(&body));
+        let url = format!("{}{path}", self.config.url);
+        let request = Request::from(web_sys::Request::new_with_str_and_init(&url, &init)?);
+
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let exchange = async move {
+            let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+            let status = response.status_code();
+            let text = response.text().await?;
+            Ok::<_, worker::Error>((status, text))
+        };
+        let deadline = Delay::from(self.config.timeout);
+        match select(pin!(exchange), pin!(deadline)).await {
+            Either::Left((answer, _)) => Ok(answer?),
+            Either::Right(((), _)) => {
+                controller.abort();
+                Err(StoreUnavailable::Timeout(self.config.timeout.as_millis()))
+            }
+        }
+    }
+}

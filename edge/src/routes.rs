@@ -1,0 +1,289 @@
+//! The public API, the same contract as the origin's (`origin/src/public.rs`): both parse with
+//! `popup_core::wire`, plan Redis work with `popup_core::store`, decide with `popup_core::resolve` and sign
+//! with `popup_core::token`, so the same request gets the same answer from either.
+//!
+//! - `GET /v1/campaigns/popup?user_id=..`: 200 with the popup, or 204.
+//! - `POST /v1/campaigns/{id}/{impression|click|dismiss}` with `{user_id, impression_token}`: 202 with
+//!   `{"recorded": bool}` (false for a retry of an event already recorded).
+//!
+//! Request parsing is plain functions, tested natively; the handlers add the I/O.
+
+use popup_core::context::RequestContext;
+use popup_core::ids::{CampaignId, Timestamp, UserId};
+use popup_core::resolve::{resolve, Subject};
+use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, ResolvePlan};
+use popup_core::token::{issue, TokenClaims, Verifier};
+use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
+use serde::Serialize;
+use worker::{Date, Env, Request, Response};
+
+use crate::cache;
+use crate::config::{Config, TOKEN_CLOCK_SKEW_SECONDS};
+use crate::error::EdgeError;
+use crate::redis::RedisClient;
+
+/// The largest event body read, as the origin's JSON extractor allows.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// `GET /v1/campaigns/popup`: 200 with the popup, or 204. One request to Redis while the cached catalog
+/// is current (three commands), a second only when the catalog's version moved.
+pub async fn popup(req: Request, env: Env) -> Result<Response, EdgeError> {
+    let country = req.cf().and_then(|cf| cf.country());
+    let (user, context) = parse_popup_query(&req.inner().url(), country)?;
+    let config = Config::from_env(&env)?;
+    let redis = RedisClient::new(&config.redis);
+    let now = now();
+    let cached = cache::cached();
+    let plan = ResolvePlan::new(&config.keys, &user, now, cached.as_ref().map(|c| c.version()));
+    let inputs = plan.read(redis.pipeline(plan.commands()).await?)?;
+    let catalog = cache::current(&redis, &config.keys, inputs.catalog, cached).await?;
+    let decision = resolve(&catalog, &Subject { user: &user, state: &inputs.user, context: &context, now });
+    let Some(selection) = decision.chosen else {
+        return Ok(Response::empty()?.with_status(204));
+    };
+    let claims = TokenClaims {
+        user: user.clone(),
+        campaign: selection.campaign.id,
+        variant: selection.variant.to_string(),
+        issued_at: now,
+        nonce: random_nonce()?,
+    };
+    let token = issue(config.tokens.current(), &claims)?;
+    Ok(Response::from_json(&PopupResponse::new(&selection, token))?)
+}
+
+#[derive(Debug, Serialize)]
+struct EventAccepted {
+    /// False when the same event was recorded before (a retry).
+    recorded: bool,
+}
+
+/// `POST /v1/campaigns/{id}/{kind}`: 202. `id` and `kind` are the raw path segments. One request to
+/// Redis (the event pipeline).
+pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<Response, EdgeError> {
+    let (campaign, kind) = parse_event_path(id, kind)?;
+    let content_type = req.headers().get("Content-Type")?;
+    let body = req
+        .bytes()
+        .await
+        .map_err(|error| EdgeError::BadRequest(format!("Failed to buffer the request body: {error}")))?;
+    let request = parse_event_body(content_type.as_deref(), &body)?;
+    let user = request.user_id.ok_or_else(|| EdgeError::bad_field("user_id", "is required"))?;
+    let config = Config::from_env(&env)?;
+    let now = now();
+    let secrets = config.tokens.all();
+    let verifier = Verifier::new(&secrets, config.tokens.ttl_seconds, TOKEN_CLOCK_SKEW_SECONDS)?;
+    let token = verifier
+        .verify_event(&request.impression_token, &user, campaign, now)
+        .map_err(|error| EdgeError::bad_field("impression_token", error.to_string()))?;
+    let event = Event {
+        kind,
+        token: &token,
+        dedupe_ttl_seconds: verifier.dedupe_ttl_seconds(&token.claims, now),
+        now,
+    };
+    let plan = EventPlan::new(&config.keys, &event);
+    let outcome = plan.read(RedisClient::new(&config.redis).pipeline(plan.commands()).await?)?;
+    let accepted = EventAccepted { recorded: outcome == EventOutcome::Recorded };
+    Ok(Response::from_json(&accepted)?.with_status(202))
+}
+
+/// The customer and the request context from the request URL's query, as the origin reads them, plus the
+/// country from the platform's metadata (never from the query, which the app controls).
+pub fn parse_popup_query(url: &str, country: Option<String>) -> Result<(UserId, RequestContext), EdgeError> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    // Decoded like the origin's query extractor: percent escapes, and `+` as a space.
+    let pairs: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
+    let query = PopupQuery::parse(pairs.iter().map(|(name, value)| (name.as_ref(), value.as_ref())))
+        .map_err(|error| EdgeError::BadFields(vec![error]))?;
+    let user = query.user.ok_or_else(|| EdgeError::bad_field("user_id", "is required"))?;
+    let mut context = query.context;
+    context.country = country.and_then(country_code);
+    Ok((user, context))
+}
+
+/// The platform's country as the core expects it: ISO 3166-1 alpha-2, upper case. Cloudflare's `XX`
+/// (unknown) and `T1` (Tor) are no country.
+fn country_code(raw: String) -> Option<String> {
+    let code = raw.trim().to_ascii_uppercase();
+    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && code != "XX").then_some(code)
+}
+
+/// The campaign and the event kind from the raw path segments: an unknown kind is 404, a campaign that is
+/// not a number 400, in the origin's order.
+pub fn parse_event_path(id: &str, kind: &str) -> Result<(CampaignId, EventKind), EdgeError> {
+    let decode = |segment: &str| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+            .map_err(|_| EdgeError::BadRequest("Invalid URL: the path is not valid UTF-8".into()))
+    };
+    let kind = EventKind::parse(&decode(kind)?).ok_or(EdgeError::NotFound("event kind"))?;
+    let campaign = decode(id)?
+        .parse()
+        .map(CampaignId)
+        .map_err(|_| EdgeError::bad_field("campaign_id", "must be a number"))?;
+    Ok((campaign, kind))
+}
+
+/// Reads an event body the way the origin's JSON extractor does, with its messages: the content type must
+/// be JSON, the body one JSON value of the right shape, nothing after it.
+pub fn parse_event_body(content_type: Option<&str>, body: &[u8]) -> Result<EventRequest, EdgeError> {
+    const SYNTAX: &str = "Failed to parse the request body as JSON";
+    const DATA: &str = "Failed to deserialize the JSON body into the target type";
+    if !content_type.is_some_and(is_json) {
+        return Err(EdgeError::BadRequest("Expected request with `Content-Type: application/json`".into()));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(EdgeError::BadRequest("Failed to buffer the request body: length limit exceeded".into()));
+    }
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let request: EventRequest = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+        let kind = match error.inner().classify() {
+            serde_json::error::Category::Data => DATA,
+            _ => SYNTAX,
+        };
+        EdgeError::BadRequest(format!("{kind}: {error}"))
+    })?;
+    json.end().map_err(|error| EdgeError::BadRequest(format!("{SYNTAX}: {error}")))?;
+    Ok(request)
+}
+
+/// `application/json`, or any `application/*+json`, with or without parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+fn now() -> Timestamp {
+    Timestamp(i64::try_from(Date::now().as_millis() / 1000).unwrap_or(i64::MAX))
+}
+
+/// The token nonce, from the platform's CSPRNG (`crypto.getRandomValues` in a worker).
+fn random_nonce() -> Result<u64, EdgeError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(EdgeError::Randomness)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use popup_core::context::{AppVersion, Platform};
+
+    const BASE: &str = "https://edge.example/v1/campaigns/popup";
+
+    fn fields(error: EdgeError) -> Vec<(String, String)> {
+        match error {
+            EdgeError::BadFields(fields) => fields.into_iter().map(|f| (f.field, f.message)).collect(),
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_popup_query_reads_like_the_origins() {
+        let url = format!(
+            "{BASE}?user_id=demo-0042&placement=home&platform=android&app_version=5.2.0&locale=id-ID&x=1#frag"
+        );
+        let (user, context) = parse_popup_query(&url, Some("id".into())).unwrap();
+        assert_eq!(user.as_str(), "demo-0042");
+        assert_eq!(context.placement.as_deref(), Some("home"));
+        assert_eq!(context.platform, Some(Platform::Android));
+        assert_eq!(context.app_version, Some(AppVersion::new(5, 2, 0)));
+        assert_eq!(context.locale.as_deref(), Some("id-ID"));
+        assert_eq!(context.country.as_deref(), Some("ID"));
+    }
+
+    #[test]
+    fn query_values_are_percent_and_plus_decoded() {
+        let url = format!("{BASE}?user_id=cust%2D1%40bank.id&placement=home+screen&country=SG");
+        let (user, context) = parse_popup_query(&url, None).unwrap();
+        assert_eq!(user.as_str(), "cust-1@bank.id");
+        assert_eq!(context.placement.as_deref(), Some("home screen"));
+        assert_eq!(context.country, None, "the country never comes from the query");
+    }
+
+    #[test]
+    fn bad_queries_name_the_field() {
+        let error = |query: &str| fields(parse_popup_query(&format!("{BASE}{query}"), None).unwrap_err());
+        assert_eq!(error(""), [("user_id".into(), "is required".into())]);
+        assert_eq!(error("?placement=home"), [("user_id".into(), "is required".into())]);
+        assert_eq!(error("?user_id=u&platform=nokia")[0].0, "platform");
+        assert_eq!(error("?user_id=u&app_version=x")[0].0, "app_version");
+        assert_eq!(error("?user_id=a%20b")[0].0, "user_id");
+        assert_eq!(error(&format!("?user_id=u&locale={}", "x".repeat(65)))[0].0, "locale");
+    }
+
+    #[test]
+    fn only_real_country_codes_are_kept() {
+        let country =
+            |raw: &str| parse_popup_query(&format!("{BASE}?user_id=u"), Some(raw.into())).unwrap().1.country;
+        assert_eq!(country("SG").as_deref(), Some("SG"));
+        assert_eq!(country("sg").as_deref(), Some("SG"));
+        for none in ["XX", "T1", "", "SGP", "é"] {
+            assert_eq!(country(none), None, "{none:?}");
+        }
+    }
+
+    #[test]
+    fn event_paths_check_the_kind_first() {
+        assert!(matches!(parse_event_path("12", "impression"), Ok((CampaignId(12), EventKind::Impression))));
+        assert!(matches!(parse_event_path("12", "click"), Ok((CampaignId(12), EventKind::Click))));
+        assert!(matches!(parse_event_path("%31%32", "dismiss"), Ok((CampaignId(12), EventKind::Dismiss))));
+        assert!(matches!(parse_event_path("x", "share"), Err(EdgeError::NotFound("event kind"))));
+        assert_eq!(
+            fields(parse_event_path("x", "click").unwrap_err()),
+            [("campaign_id".into(), "must be a number".into())]
+        );
+        assert!(matches!(parse_event_path("-1", "click"), Err(EdgeError::BadFields(_))));
+        assert!(matches!(parse_event_path("%ff", "click"), Err(EdgeError::BadRequest(_))));
+    }
+
+    fn body_error(content_type: Option<&str>, body: &str) -> String {
+        match parse_event_body(content_type, body.as_bytes()) {
+            Err(EdgeError::BadRequest(message)) => message,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_bodies_read_like_the_origins() {
+        let json = Some("application/json");
+        let request =
+            parse_event_body(json, br#"{"user_id":"u","impression_token":"t","extra":[1]}"#).unwrap();
+        assert_eq!(request.user_id.map(|u| u.as_str().to_string()).as_deref(), Some("u"));
+        assert_eq!(request.impression_token, "t");
+        for content_type in
+            ["application/json; charset=utf-8", "Application/JSON", "application/cloudevents+json"]
+        {
+            assert!(
+                parse_event_body(Some(content_type), br#"{"impression_token":"t"}"#).is_ok(),
+                "{content_type}"
+            );
+        }
+        let missing_type = "Expected request with `Content-Type: application/json`";
+        assert_eq!(body_error(None, "{}"), missing_type);
+        assert_eq!(body_error(Some("text/json"), "{}"), missing_type);
+        assert_eq!(
+            body_error(json, "{"),
+            "Failed to parse the request body as JSON: EOF while parsing an object at line 1 column 1"
+        );
+        assert_eq!(
+            body_error(json, r#"{"impression_token":"t"} x"#),
+            "Failed to parse the request body as JSON: trailing characters at line 1 column 26"
+        );
+        assert_eq!(
+            body_error(json, r#"{"user_id":"u"}"#),
+            "Failed to deserialize the JSON body into the target type: missing field `impression_token` at line 1 column 15"
+        );
+        assert_eq!(
+            body_error(json, r#"{"impression_token":7}"#),
+            "Failed to deserialize the JSON body into the target type: impression_token: invalid type: integer `7`, expected a string at line 1 column 21"
+        );
+    }
+}

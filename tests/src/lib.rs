@@ -393,7 +393,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// `url` with its database name replaced by `name`.
+/// `url` (Postgres or Redis) with its database, the path, replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
@@ -407,6 +407,18 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// The logical Redis database the stacks use, apart from the one the product and its benchmarks use by
+/// default: a benchmark's millions of keys there do not slow the tests' cleanup, and the tests' keys do
+/// not mix with them.
+pub const REDIS_DATABASE: u32 = 11;
+
+/// The Redis of the stacks: `REDIS_URL` (default `redis://127.0.0.1:6379`) with the database
+/// [`REDIS_DATABASE`].
+pub fn redis_url() -> String {
+    let base = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    with_database(&base, &REDIS_DATABASE.to_string())
+}
+
 /// `n` random bytes as lower-case hex.
 fn random_hex(n: usize) -> anyhow::Result<String> {
     let mut bytes = vec![0u8; n];
@@ -414,10 +426,25 @@ fn random_hex(n: usize) -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A free TCP port on the loopback interface (free when asked; the child binds it right after).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// `text` without ANSI escape sequences (colours in logs).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-byte
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The origin's `[vars]` etc., as the repository's `wrangler.toml` has them, with `main` pointing at the
@@ -541,7 +568,7 @@ impl Stack {
             gateway_token: format!("e2e-gateway-{}", random_hex(16)?),
             token_secret: random_hex(32)?,
             prefix: format!("e2e-{}", id.replace('_', "-")),
-            redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            redis_url: redis_url(),
             http,
             services: Vec::new(),
             database: None,
@@ -561,16 +588,13 @@ impl Stack {
         let db_name = format!("e2e_{}", self.prefix.trim_start_matches("e2e-").replace('-', "_"));
         self.database = Some(Database::create(&server_url, &db_name).await?);
 
-        let (origin_port, gateway_port, edge_port) = (free_port()?, free_port()?, free_port()?);
-        self.origin = format!("http://127.0.0.1:{origin_port}");
-        self.gateway = format!("http://127.0.0.1:{gateway_port}");
-        self.edge = format!("http://127.0.0.1:{edge_port}");
-
+        // Every service binds port 0 and logs the address it got, so no port is picked free and then
+        // taken by someone else before the service binds it.
         let mut origin = Command::new(&origin_bin);
         origin
             .arg("serve")
             .env("DATABASE_URL", with_database(&server_url, &db_name))
-            .env("POPUP_LISTEN", format!("127.0.0.1:{origin_port}"))
+            .env("POPUP_LISTEN", "127.0.0.1:0")
             .env("POPUP_TOKEN_SECRET", &self.token_secret)
             .env("POPUP_BOOTSTRAP_ADMIN_KEY", &self.admin_key)
             // An hour: admin writes must reach Redis (and the edge) by themselves, on the next request,
@@ -583,10 +607,14 @@ impl Stack {
         let mut gateway = Command::new(&origin_bin);
         gateway
             .arg("gateway")
-            .env("POPUP_GATEWAY_LISTEN", format!("127.0.0.1:{gateway_port}"))
+            // Above the default (1 s): a test machine may run a benchmark against the same Redis.
+            .env("POPUP_GATEWAY_REDIS_TIMEOUT_MS", "5000")
+            .env("POPUP_GATEWAY_LISTEN", "127.0.0.1:0")
             .env("POPUP_GATEWAY_TOKEN", &self.gateway_token);
         self.common_env(&mut gateway);
         self.services.push(Service::spawn("gateway", gateway, &self.dir)?);
+        // The edge needs the gateway's address.
+        self.gateway = self.logged_url(1, "listening", "address=", GATEWAY_READY_TIMEOUT).await?;
 
         // The edge's configuration directory: wrangler.toml, .dev.vars, the request.cf file, its state.
         let edge_dir = self.dir.join("edge");
@@ -610,7 +638,7 @@ impl Stack {
             .arg("dev")
             .arg("--config")
             .arg(&config)
-            .args(["--ip", "127.0.0.1", "--port", &edge_port.to_string()])
+            .args(["--ip", "127.0.0.1", "--port", "0"])
             .args(["--inspector-port", "0", "--show-interactive-dev-session=false"])
             .arg("--persist-to")
             .arg(edge_dir.join("state"));
@@ -629,6 +657,7 @@ impl Stack {
             .env("NO_COLOR", "1");
         self.services.push(Service::spawn("edge", edge, &self.dir)?);
 
+        self.origin = self.logged_url(0, "listening", "address=", ORIGIN_READY_TIMEOUT).await?;
         let origin_ready = format!("{}/readyz", self.origin);
         self.wait_until("origin", ORIGIN_READY_TIMEOUT, || async {
             let Ok(response) = self.http.get(&origin_ready).send().await else { return Ok(false) };
@@ -647,6 +676,7 @@ impl Stack {
             }
         })
         .await?;
+        self.edge = self.logged_url(2, "Ready on", "http://", EDGE_READY_TIMEOUT).await?;
         let own_gateway = settings.edge_redis_rest_url.is_none();
         self.wait_until("edge", EDGE_READY_TIMEOUT, || async {
             let Ok(reply) = self.popup(Side::Edge, "user_id=e2e-ready").await else { return Ok(false) };
@@ -685,11 +715,42 @@ impl Stack {
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
     }
 
+    /// The base URL service `index` logs once it listens: the word after `prefix` on the first line that
+    /// holds `marker`, as `http://host:port`.
+    async fn logged_url(
+        &self,
+        index: usize,
+        marker: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let service = self.services.get(index).ok_or_else(|| anyhow!("no service {index}"))?;
+        let found = || {
+            let log = strip_ansi(&fs::read_to_string(&service.log).ok()?);
+            let line = log.lines().find(|line| line.contains(marker))?;
+            let start = line.find(prefix)? + prefix.len();
+            let address: String = line[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+                .collect();
+            (!address.is_empty()).then(|| format!("http://{}", address.trim_end_matches(['.', ':'])))
+        };
+        let what = format!("the {} to log its address", service.name);
+        let mut url = None;
+        self.wait_until(&what, timeout, || {
+            url = url.take().or_else(found);
+            let found = url.is_some();
+            async move { Ok(found) }
+        })
+        .await?;
+        url.ok_or_else(|| anyhow!("the {} logged no address", service.name))
+    }
+
     /// Polls `probe` until it answers `Ok(true)`; fails when it answers an error, when a child exits, or
     /// after `timeout`.
-    async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, probe: F) -> anyhow::Result<()>
+    async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<()>
     where
-        F: Fn() -> Fut,
+        F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool, String>>,
     {
         let deadline = Instant::now() + timeout;
@@ -852,12 +913,24 @@ impl Stack {
     fn delete_keys(&self) -> anyhow::Result<()> {
         let client = redis::Client::open(self.redis_url.as_str())?;
         let mut connection = client.get_connection_with_timeout(Duration::from_secs(5))?;
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut connection)?;
-        for chunk in keys.chunks(500) {
-            let _: () = redis::cmd("DEL").arg(chunk).query(&mut connection)?;
+        // SCAN, not KEYS: KEYS blocks the server for as long as it walks the whole database.
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut connection)?;
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL").arg(keys).query(&mut connection)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
         }
-        Ok(())
     }
 }
 
@@ -900,6 +973,14 @@ mod tests {
             "postgres://u:p@h/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+    }
+
+    #[test]
+    fn redis_databases_are_replaced() {
+        assert_eq!(with_database("redis://127.0.0.1:6379", "11"), "redis://127.0.0.1:6379/11");
+        assert_eq!(with_database("redis://127.0.0.1:6379/", "11"), "redis://127.0.0.1:6379/11");
+        assert_eq!(with_database("redis://:pw@h:1/3", "11"), "redis://:pw@h:1/11");
+        assert_eq!(with_database("redis://h/0?protocol=resp3", "11"), "redis://h/11?protocol=resp3");
     }
 
     #[test]

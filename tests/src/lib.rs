@@ -860,6 +860,25 @@ impl Stack {
         Stack::reply(self.http.get(url).send().await?).await
     }
 
+    /// Any request to `side`'s public API: `path` holds the query, already URL-encoded.
+    pub async fn request(
+        &self,
+        side: Side,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base(side)));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        Stack::reply(request.send().await?).await
+    }
+
     /// `POST /v1/campaigns/{campaign}/{kind}` on `side` with `{user_id, impression_token}`.
     pub async fn event(
         &self,

@@ -5,10 +5,15 @@
 //!
 //! - a fresh Postgres database `e2e_<unique>` on the server at `DATABASE_URL` (default
 //!   `postgres://postgres@127.0.0.1:5432/postgres`), dropped when the stack is dropped;
-//! - the origin (`popup-origin serve`) and the gateway (`popup-origin gateway`) on free loopback ports, over
-//!   the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`) under a key prefix of their own;
+//! - the origin (`popup-origin serve`) and the gateway (`popup-origin gateway`) over the Redis at
+//!   `REDIS_URL` (default `redis://127.0.0.1:6379`), in its logical database [`REDIS_DATABASE`], under a
+//!   key prefix of their own;
 //! - the edge worker under `wrangler dev`, configured with the gateway's URL and token, the origin's token
 //!   secret, key prefix and day offset.
+//!
+//! Every service listens on a loopback port the system picks (port 0); the stack reads the address each
+//! one logs, then waits until the origin is ready (`/readyz`), the gateway answers `PING`, and the edge
+//! answers a popup request through the gateway.
 //!
 //! Each stack has random secrets, so nothing leaks between tests running in parallel. Children run in
 //! process groups of their own (wrangler starts `workerd`), are stopped when the stack is dropped, and are
@@ -88,7 +93,9 @@ pub fn origin_binary() -> anyhow::Result<PathBuf> {
     candidates.push(root.join("target").join("debug").join("popup-origin"));
     match candidates.iter().find(|path| path.is_file()) {
         Some(path) => {
-            warn_if_stale(path, &[&root.join("origin"), &root.join("core"), &root.join("migrations")]);
+            let sources =
+                [&root.join("origin").join("src"), &root.join("core").join("src"), &root.join("migrations")];
+            warn_if_stale(path, &sources.map(PathBuf::as_path));
             Ok(path.clone())
         }
         None => {

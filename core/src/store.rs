@@ -176,6 +176,31 @@ impl KeySpace {
     }
 }
 
+/// Parses a deployment's day offset, `+07:00`, `-03:30` or `Z`: hours of one or two digits, minutes of
+/// two, at most 14 hours. Both adapters read their configuration with it, so they agree on what a day is.
+pub fn parse_day_offset(raw: &str) -> Option<i32> {
+    if raw == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match raw.as_bytes().first()? {
+        b'+' => (1, raw.get(1..)?),
+        b'-' => (-1, raw.get(1..)?),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':')?;
+    let digits =
+        |s: &str, lengths: &[usize]| lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(hours, &[1, 2]) || !digits(minutes, &[2]) {
+        return None;
+    }
+    let hours: i32 = hours.parse().ok()?;
+    let minutes: i32 = minutes.parse().ok()?;
+    if hours > 14 || minutes > 59 || (hours == 14 && minutes > 0) {
+        return None;
+    }
+    Some(sign * (hours * 3600 + minutes * 60))
+}
+
 /// The hash field that holds a customer's membership of `version` of a segment.
 pub fn segment_field(segment: SegmentId, version: u64) -> String {
     format!("s:{segment}:{}", version % 2)
@@ -776,5 +801,19 @@ mod tests {
         assert_eq!(KeySpace::new("p", i32::MAX), Err(KeySpaceError::InvalidDayOffset));
         assert_eq!(KeySpace::new("p", -14 * 3600 - 1), Err(KeySpaceError::InvalidDayOffset));
         assert!(KeySpace::new("p", -14 * 3600).is_ok());
+    }
+
+    #[test]
+    fn day_offsets_parse() {
+        assert_eq!(parse_day_offset("+07:00"), Some(7 * 3600));
+        assert_eq!(parse_day_offset("+7:00"), Some(7 * 3600));
+        assert_eq!(parse_day_offset("-03:30"), Some(-(3 * 3600 + 1800)));
+        assert_eq!(parse_day_offset("+14:00"), Some(14 * 3600));
+        assert_eq!(parse_day_offset("Z"), Some(0));
+        for bad in
+            ["07:00", "+15:00", "+14:30", "+07:60", "+07", "+-1:00", "++7:00", "+07:0", "", "+", "+é:00"]
+        {
+            assert_eq!(parse_day_offset(bad), None, "{bad:?}");
+        }
     }
 }

@@ -48,6 +48,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -368,6 +369,52 @@ fn keyed_mac(secret: &[u8], payload_b64: &str) -> Result<HmacSha256, TokenError>
     mac.update(PREFIX.as_bytes());
     mac.update(payload_b64.as_bytes());
     Ok(mac)
+}
+
+/// How far ahead of a verifier's clock a token's issue time may be: resolvers' clocks differ a little.
+pub const CLOCK_SKEW_SECONDS: i64 = 60;
+
+/// A deployment's token secrets: the current one, which signs, then earlier ones still accepted while
+/// tokens signed with them are in flight (a rotation).
+pub struct Secrets {
+    secrets: Vec<Vec<u8>>,
+    /// How long a token is accepted.
+    pub ttl_seconds: i64,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("count", &self.secrets.len())
+            .field("ttl_seconds", &self.ttl_seconds)
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// `previous` is a comma-separated list, possibly empty. Every secret must be at least
+    /// [`MIN_SECRET_LEN`] bytes.
+    pub fn new(current: &str, previous: &str, ttl_seconds: i64) -> Result<Secrets, TokenError> {
+        let mut secrets = alloc::vec![current.as_bytes().to_vec()];
+        secrets.extend(
+            previous.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
+        );
+        match secrets.iter().position(|s| s.len() < MIN_SECRET_LEN) {
+            Some(0) => Err(TokenError::InvalidConfig("the token secret is shorter than 32 bytes")),
+            Some(_) => Err(TokenError::InvalidConfig("a previous token secret is shorter than 32 bytes")),
+            None => Ok(Secrets { secrets, ttl_seconds }),
+        }
+    }
+
+    /// The secret new tokens are signed with.
+    pub fn current(&self) -> &[u8] {
+        self.secrets.first().map_or(&[], Vec::as_slice)
+    }
+
+    /// Every secret a token may be signed with, the current one first.
+    pub fn all(&self) -> Vec<&[u8]> {
+        self.secrets.iter().map(Vec::as_slice).collect()
+    }
 }
 
 #[cfg(test)]
@@ -785,5 +832,17 @@ mod tests {
             prop_assert_eq!(verified.id.len(), TOKEN_ID_LEN);
             prop_assert_eq!(verified.claims, claims);
         }
+    }
+
+    #[test]
+    fn secrets_sign_with_the_current_one_and_accept_previous_ones() {
+        let current = "c".repeat(MIN_SECRET_LEN);
+        let previous = "p".repeat(MIN_SECRET_LEN);
+        let secrets = Secrets::new(&current, &format!(" {previous} ,"), 60).unwrap();
+        assert_eq!(secrets.current(), current.as_bytes());
+        assert_eq!(secrets.all(), [current.as_bytes(), previous.as_bytes()]);
+        assert!(!format!("{secrets:?}").contains(&current));
+        assert!(Secrets::new("short", "", 60).is_err());
+        assert!(Secrets::new(&current, "short", 60).is_err());
     }
 }

@@ -18,10 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use popup_core::store::KeySpace;
-use popup_core::token::MIN_SECRET_LEN;
-
-/// Tokens issued by a resolver whose clock runs a little ahead are still accepted: the origin's value.
-pub const TOKEN_CLOCK_SKEW_SECONDS: i64 = 60;
+use popup_core::token::Secrets;
 
 const DEFAULT_TIMEOUT_MS: u64 = 300;
 const MAX_TIMEOUT_MS: u64 = 30_000;
@@ -43,7 +40,7 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub redis: RedisConfig,
     pub keys: KeySpace,
-    pub tokens: TokenSecrets,
+    pub tokens: Secrets,
 }
 
 /// Where the REST API is and how long to wait for it.
@@ -58,46 +55,6 @@ pub struct RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig").field("url", &self.url).field("timeout", &self.timeout).finish()
-    }
-}
-
-/// The token secret, the earlier ones still accepted, and how long a token lives.
-pub struct TokenSecrets {
-    /// The current secret first; never empty.
-    secrets: Vec<Vec<u8>>,
-    pub ttl_seconds: i64,
-}
-
-impl fmt::Debug for TokenSecrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSecrets")
-            .field("count", &self.secrets.len())
-            .field("ttl_seconds", &self.ttl_seconds)
-            .finish()
-    }
-}
-
-impl TokenSecrets {
-    fn new(current: &str, previous: &str, ttl_seconds: i64) -> Result<TokenSecrets, ConfigError> {
-        let mut secrets = vec![current.as_bytes().to_vec()];
-        secrets.extend(
-            previous.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
-        );
-        if let Some(short) = secrets.iter().position(|s| s.len() < MIN_SECRET_LEN) {
-            let name = if short == 0 { "TOKEN_SECRET" } else { "TOKEN_PREVIOUS_SECRETS" };
-            return Err(invalid(name, format!("secrets must be at least {MIN_SECRET_LEN} bytes")));
-        }
-        Ok(TokenSecrets { secrets, ttl_seconds })
-    }
-
-    /// The secret new tokens are signed with.
-    pub fn current(&self) -> &[u8] {
-        self.secrets.first().map_or(&[], Vec::as_slice)
-    }
-
-    /// Every secret a token may be signed with, the current one first.
-    pub fn all(&self) -> Vec<&[u8]> {
-        self.secrets.iter().map(Vec::as_slice).collect()
     }
 }
 
@@ -135,7 +92,7 @@ impl Config {
         let prefix = get("KEY_PREFIX").unwrap_or_else(|| "popup".into());
         let offset = match get("DAY_OFFSET") {
             None => 0,
-            Some(raw) => parse_offset(&raw)
+            Some(raw) => popup_core::store::parse_day_offset(&raw)
                 .ok_or_else(|| invalid("DAY_OFFSET", format!("{raw:?} is not an offset like +07:00")))?,
         };
         let keys = KeySpace::new(&prefix, offset).map_err(|error| {
@@ -158,35 +115,18 @@ impl Config {
         let secret =
             lookup("TOKEN_SECRET").filter(|s| !s.is_empty()).ok_or(ConfigError::Missing("TOKEN_SECRET"))?;
         let previous = lookup("TOKEN_PREVIOUS_SECRETS").unwrap_or_default();
-        let tokens = TokenSecrets::new(&secret, &previous, ttl_seconds)?;
+        let tokens = Secrets::new(&secret, &previous, ttl_seconds).map_err(|error| {
+            // Name the setting at fault: the current secret, or one of the previous ones.
+            let name = if Secrets::new(&secret, "", ttl_seconds).is_err() {
+                "TOKEN_SECRET"
+            } else {
+                "TOKEN_PREVIOUS_SECRETS"
+            };
+            invalid(name, error.to_string())
+        })?;
 
         Ok(Config { redis, keys, tokens })
     }
-}
-
-/// Parses `+07:00`, `-03:30` or `Z`: hours of one or two digits, minutes of two, at most 14 hours (the
-/// origin's `POPUP_DAY_OFFSET` accepts the same spellings).
-pub fn parse_offset(raw: &str) -> Option<i32> {
-    if raw == "Z" {
-        return Some(0);
-    }
-    let (sign, rest) = match raw.as_bytes().first()? {
-        b'+' => (1, raw.get(1..)?),
-        b'-' => (-1, raw.get(1..)?),
-        _ => return None,
-    };
-    let (hours, minutes) = rest.split_once(':')?;
-    let digits =
-        |s: &str, lengths: &[usize]| lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(hours, &[1, 2]) || !digits(minutes, &[2]) {
-        return None;
-    }
-    let hours: i32 = hours.parse().ok()?;
-    let minutes: i32 = minutes.parse().ok()?;
-    if hours > 14 || minutes > 59 || (hours == 14 && minutes > 0) {
-        return None;
-    }
-    Some(sign * (hours * 3600 + minutes * 60))
 }
 
 #[cfg(test)]
@@ -270,19 +210,5 @@ mod tests {
         let config = config(&[]).unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains(SECRET) && !shown.contains("edge-token"), "{shown}");
-    }
-
-    #[test]
-    fn offsets_parse() {
-        assert_eq!(parse_offset("+07:00"), Some(7 * 3600));
-        assert_eq!(parse_offset("+7:00"), Some(7 * 3600));
-        assert_eq!(parse_offset("-03:30"), Some(-(3 * 3600 + 1800)));
-        assert_eq!(parse_offset("+14:00"), Some(14 * 3600));
-        assert_eq!(parse_offset("Z"), Some(0));
-        for bad in
-            ["07:00", "+15:00", "+14:30", "+07:60", "+07", "+-1:00", "++7:00", "+07:0", "", "+", "+é:00"]
-        {
-            assert_eq!(parse_offset(bad), None, "{bad:?}");
-        }
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use worker::{Date, Env, Request, Response};
 
 use crate::cache;
-use crate::config::{Config, TOKEN_CLOCK_SKEW_SECONDS};
+use crate::config::Config;
 use crate::error::EdgeError;
 use crate::redis::RedisClient;
 
@@ -72,7 +72,7 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
     let config = Config::from_env(&env)?;
     let now = now();
     let secrets = config.tokens.all();
-    let verifier = Verifier::new(&secrets, config.tokens.ttl_seconds, TOKEN_CLOCK_SKEW_SECONDS)?;
+    let verifier = Verifier::new(&secrets, config.tokens.ttl_seconds, popup_core::token::CLOCK_SKEW_SECONDS)?;
     let token = verifier
         .verify_event(&request.impression_token, &user, campaign, now)
         .map_err(|error| EdgeError::bad_field("impression_token", error.to_string()))?;

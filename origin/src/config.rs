@@ -77,24 +77,9 @@ impl Config {
     }
 }
 
-/// Parses `+07:00`, `-03:30` or `Z`.
-pub fn parse_offset(raw: &str) -> Result<i32, String> {
-    if raw == "Z" {
-        return Ok(0);
-    }
-    let invalid = || format!("{raw:?} is not an offset like +07:00");
-    let (sign, rest) = match raw.as_bytes().first() {
-        Some(b'+') => (1, &raw[1..]),
-        Some(b'-') => (-1, &raw[1..]),
-        _ => return Err(invalid()),
-    };
-    let (hours, minutes) = rest.split_once(':').ok_or_else(invalid)?;
-    let hours: i32 = hours.parse().map_err(|_| invalid())?;
-    let minutes: i32 = minutes.parse().map_err(|_| invalid())?;
-    if hours > 14 || minutes > 59 {
-        return Err(invalid());
-    }
-    Ok(sign * (hours * 3600 + minutes * 60))
+/// The day offset, with the core's parser so the edge and the origin agree.
+fn parse_offset(raw: &str) -> Result<i32, String> {
+    popup_core::store::parse_day_offset(raw).ok_or_else(|| format!("{raw:?} is not an offset like +07:00"))
 }
 
 #[cfg(test)]

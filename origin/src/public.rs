@@ -13,12 +13,12 @@ use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{
     fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, ResolvePlan,
 };
-use popup_core::token::{issue, TokenClaims, Verifier};
+use popup_core::token::{issue, TokenClaims, Verifier, CLOCK_SKEW_SECONDS};
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::state::{AppState, TOKEN_CLOCK_SKEW_SECONDS};
+use crate::state::AppState;
 
 pub fn now() -> Timestamp {
     Timestamp(chrono::Utc::now().timestamp())
@@ -111,8 +111,8 @@ pub async fn event(
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
     let secrets = state.tokens.all();
-    let verifier = Verifier::new(&secrets, state.tokens.ttl_seconds, TOKEN_CLOCK_SKEW_SECONDS)
-        .map_err(anyhow::Error::from)?;
+    let verifier =
+        Verifier::new(&secrets, state.tokens.ttl_seconds, CLOCK_SKEW_SECONDS).map_err(anyhow::Error::from)?;
     let token = verifier
         .verify_event(&request.impression_token, &user, campaign, now)
         .map_err(|error| ApiError::bad_field("impression_token", error.to_string()))?;

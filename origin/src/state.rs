@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use popup_core::catalog::Catalog;
 use popup_core::store::KeySpace;
+use popup_core::token::Secrets;
 use sqlx::PgPool;
 
 use crate::config::Config;
@@ -18,7 +19,7 @@ pub struct Inner {
     pub db: PgPool,
     pub redis: RedisStore,
     pub keys: KeySpace,
-    pub tokens: TokenSecrets,
+    pub tokens: Secrets,
     pub max_segment_bytes: u64,
     /// The catalog this process resolves with; replaced when Redis reports another version.
     pub catalog: RwLock<Option<Arc<Catalog>>>,
@@ -34,57 +35,12 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The token secret and the earlier ones still accepted.
-pub struct TokenSecrets {
-    secrets: Vec<Vec<u8>>,
-    pub ttl_seconds: i64,
-}
-
-impl std::fmt::Debug for TokenSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSecrets")
-            .field("count", &self.secrets.len())
-            .field("ttl_seconds", &self.ttl_seconds)
-            .finish()
-    }
-}
-
-impl TokenSecrets {
-    pub fn new(current: &str, previous: &str, ttl_seconds: i64) -> anyhow::Result<TokenSecrets> {
-        let mut secrets = vec![current.as_bytes().to_vec()];
-        secrets.extend(
-            previous.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
-        );
-        if let Some(short) = secrets.iter().position(|s| s.len() < popup_core::token::MIN_SECRET_LEN) {
-            anyhow::bail!(
-                "token secret #{short} is shorter than {} bytes",
-                popup_core::token::MIN_SECRET_LEN
-            );
-        }
-        Ok(TokenSecrets { secrets, ttl_seconds })
-    }
-
-    pub fn current(&self) -> &[u8] {
-        &self.secrets[0]
-    }
-
-    pub fn all(&self) -> Vec<&[u8]> {
-        self.secrets.iter().map(Vec::as_slice).collect()
-    }
-}
-
-/// Tokens issued by another resolver a little ahead of this one's clock are still accepted.
-pub const TOKEN_CLOCK_SKEW_SECONDS: i64 = 60;
-
 impl AppState {
     pub fn new(config: &Config, db: PgPool) -> anyhow::Result<AppState> {
         let redis = RedisStore::new(&config.redis_url, config.redis_timeout())?;
         let keys = KeySpace::new(&config.key_prefix, config.day_offset_seconds)?;
-        let tokens = TokenSecrets::new(
-            &config.token_secret,
-            &config.token_previous_secrets,
-            config.token_ttl_seconds,
-        )?;
+        let tokens =
+            Secrets::new(&config.token_secret, &config.token_previous_secrets, config.token_ttl_seconds)?;
         Ok(AppState(Arc::new(Inner {
             db,
             redis,

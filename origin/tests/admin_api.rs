@@ -82,6 +82,13 @@ async fn malformed_bodies_and_unknown_ids_get_clear_errors(db: PgPool) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns?page_size=101", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = app.get("/v1/nothing").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, body) = app.post("/v1/campaigns/popup", Value::Null).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]

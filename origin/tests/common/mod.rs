@@ -10,6 +10,7 @@ use axum::Router;
 use clap::Parser;
 use http_body_util::BodyExt;
 use popup_origin::{app, AppState, Config};
+use redis::Commands;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -165,8 +166,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let Ok(client) = redis::Client::open(self.redis_url.as_str()) else { return };
         let Ok(mut connection) = client.get_connection() else { return };
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut connection).unwrap_or_default();
+        // SCAN, not KEYS: KEYS blocks Redis for everyone while it walks a large keyspace.
+        let keys: Vec<String> = match connection.scan_match::<_, String>(format!("{}:*", self.prefix)) {
+            Ok(keys) => keys.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
         if !keys.is_empty() {
             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
         }

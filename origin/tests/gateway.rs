@@ -26,8 +26,11 @@ struct Args {
     config: GatewayConfig,
 }
 
+/// Gateway tests work in logical database 13, apart from whatever else the machine's Redis holds, so their
+/// clean-up never walks someone else's keys.
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    let server = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    format!("{}/13", server.trim_end_matches('/'))
 }
 
 fn config(prefix: &str, redis_url: &str, extra: &[&str]) -> GatewayConfig {

@@ -161,7 +161,7 @@ async fn the_preview_explains_every_skip(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn after_redis_loses_everything_one_reconcile_heals_it(db: PgPool) {
     // A logical database of its own, so flushing it touches no other test.
-    let app = TestApp::with_redis(db, &format!("{}/9", redis_url().trim_end_matches('/'))).await;
+    let app = TestApp::with_redis(db, &format!("{}/9", redis_server())).await;
     assert_eq!(app.upload("vip", "c-1\nc-2\n").await.0, StatusCode::OK);
     let mut vip = spec("VIP");
     vip["audience"] = json!({"include": {"any_of": ["vip"]}});

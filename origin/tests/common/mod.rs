@@ -24,8 +24,18 @@ struct Args {
     config: Config,
 }
 
+/// The machine's Redis, without a database number.
+pub fn redis_server() -> String {
+    std::env::var("REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Origin tests work in logical database 12, apart from whatever else the machine's Redis holds, so that
+/// cleaning up never walks someone else's keys.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    format!("{}/12", redis_server())
 }
 
 pub fn config(redis_url: &str, prefix: &str) -> Config {
@@ -167,7 +177,9 @@ impl Drop for TestApp {
         let Ok(client) = redis::Client::open(self.redis_url.as_str()) else { return };
         let Ok(mut connection) = client.get_connection() else { return };
         // SCAN, not KEYS: KEYS blocks Redis for everyone while it walks a large keyspace.
-        let keys: Vec<String> = match connection.scan_match::<_, String>(format!("{}:*", self.prefix)) {
+        let options =
+            redis::ScanOptions::default().with_pattern(format!("{}:*", self.prefix)).with_count(1000);
+        let keys: Vec<String> = match connection.scan_options::<String>(options) {
             Ok(keys) => keys.filter_map(Result::ok).collect(),
             Err(_) => return,
         };

@@ -55,8 +55,15 @@ impl TestGateway {
     async fn with_args(extra: &[&str]) -> TestGateway {
         let prefix = format!("gw{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let gateway = Gateway::new(&config(&prefix, &redis_url(), extra)).unwrap();
-        let redis =
-            redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        // Generous limits: a loaded machine must not fail a test that is about the gateway.
+        let patient = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(10)));
+        let redis = redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection_with_config(&patient)
+            .await
+            .unwrap();
         TestGateway { router: router(gateway), prefix, redis }
     }
 

@@ -10,6 +10,11 @@
 //! cargo run -p popup-tests --example edge_request_counts -- 50
 //! ```
 //!
+//! Then it measures the CPU time `workerd` (the runtime under `wrangler dev`) spends per warm resolve: the
+//! user and system time of every `workerd` process in the edge's process group, read from `/proc` before
+//! and after `N` × 20 sequential resolves. That includes workerd's HTTP handling and the JavaScript glue as
+//! well as the wasm, so it is an upper bound of the worker's own CPU.
+//!
 //! It prints one line per operation and, last, the same figures as one JSON object.
 
 use anyhow::{bail, Context as _};
@@ -119,8 +124,14 @@ async fn main() -> anyhow::Result<()> {
         cold_tally.add(&counts);
     }
 
+    let cpu = workerd_cpu_per_resolve(&stack, customers * 20).await?;
+
     println!("{}", resolves.line("warm resolve"));
     println!("{}", events.line("event (impression)"));
+    println!(
+        "{:<28} {:>5.3} ms of workerd CPU (user + system) per warm resolve, over {} sequential resolves",
+        "workerd CPU", cpu.per_resolve_ms, cpu.resolves
+    );
     println!("{}", cold_tally.line("resolve, catalog changed"));
     println!(
         "{}",
@@ -128,7 +139,75 @@ async fn main() -> anyhow::Result<()> {
             "warm_resolve": resolves.json(),
             "event": events.json(),
             "resolve_after_catalog_change": cold_tally.json(),
+            "workerd_cpu_ms_per_warm_resolve": cpu.per_resolve_ms,
+            "workerd_cpu_resolves": cpu.resolves,
+            "workerd_cpu_ms_per_trivial_request": cpu.baseline_ms,
         })
     );
     Ok(())
+}
+
+struct CpuPerResolve {
+    resolves: u64,
+    per_resolve_ms: f64,
+    /// Per request the worker answers without work (an unknown route): workerd's and wrangler's share.
+    baseline_ms: f64,
+}
+
+/// CPU seconds (user + system) of the `workerd` processes in the edge's process group, from `/proc`.
+fn workerd_cpu_seconds(group: u32) -> anyhow::Result<f64> {
+    let ticks_per_second = 100.0; // USER_HZ, fixed at 100 on Linux for /proc
+    let mut ticks = 0u64;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc")? {
+        let path = entry?.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        if !head.ends_with("(workerd") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // rest starts at field 3 (state): pgrp is field 5, utime 14, stime 15.
+        let (Some(pgrp), Some(utime), Some(stime)) = (fields.get(2), fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        if pgrp.parse::<u32>().ok() != Some(group) {
+            continue;
+        }
+        found = true;
+        ticks += utime.parse::<u64>()? + stime.parse::<u64>()?;
+    }
+    if !found {
+        bail!("no workerd process in the edge's process group {group}");
+    }
+    Ok(ticks as f64 / ticks_per_second)
+}
+
+async fn workerd_cpu_per_resolve(stack: &Stack, resolves: u64) -> anyhow::Result<CpuPerResolve> {
+    let group = stack.process_group("edge").context("the stack has no edge")?;
+    let query = "user_id=demo-0001&placement=home&platform=ios&app_version=5.2.0&locale=id-ID";
+    // Warm the isolate and its catalog first.
+    for _ in 0..20 {
+        stack.popup(Side::Edge, query).await?;
+    }
+    let before = workerd_cpu_seconds(group)?;
+    for n in 0..resolves {
+        let reply = stack.popup(Side::Edge, &format!("user_id=cpu-{n}&placement=home&platform=ios")).await?;
+        if reply.status != StatusCode::OK && reply.status != StatusCode::NO_CONTENT {
+            bail!("resolve {n} failed: {} {}", reply.status, reply.body);
+        }
+    }
+    let spent = workerd_cpu_seconds(group)? - before;
+    // The same number of requests the worker answers at once (404, no Redis), for workerd's own share.
+    let before = workerd_cpu_seconds(group)?;
+    for _ in 0..resolves {
+        stack.request(Side::Edge, popup_tests::Method::GET, "/v1/nothing", None, None).await?;
+    }
+    let baseline = workerd_cpu_seconds(group)? - before;
+    Ok(CpuPerResolve {
+        resolves,
+        per_resolve_ms: spent * 1000.0 / resolves as f64,
+        baseline_ms: baseline * 1000.0 / resolves as f64,
+    })
 }

@@ -293,6 +293,11 @@ impl Service {
         Ok(Service { name, child: Mutex::new(child), pid, log, watchdog })
     }
 
+    /// The process group the service runs in (its own, led by the process itself).
+    fn process_group(&self) -> u32 {
+        self.pid
+    }
+
     /// The exit status if the process has exited.
     fn exited(&self) -> Option<ExitStatus> {
         let mut child = self.child.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -785,6 +790,12 @@ impl Stack {
     }
 
     /// The directory holding this stack's logs and edge configuration.
+    /// The process group of a service (`"origin"`, `"gateway"` or `"edge"`): for the edge, wrangler and the
+    /// `workerd` it runs.
+    pub fn process_group(&self, name: &str) -> Option<u32> {
+        self.services.iter().find(|service| service.name == name).map(Service::process_group)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -395,6 +395,9 @@ impl Secrets {
     /// `previous` is a comma-separated list, possibly empty. Every secret must be at least
     /// [`MIN_SECRET_LEN`] bytes.
     pub fn new(current: &str, previous: &str, ttl_seconds: i64) -> Result<Secrets, TokenError> {
+        if ttl_seconds <= 0 {
+            return Err(TokenError::InvalidConfig("the token lifetime must be positive"));
+        }
         let mut secrets = alloc::vec![current.as_bytes().to_vec()];
         secrets.extend(
             previous.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
@@ -414,6 +417,27 @@ impl Secrets {
     /// Every secret a token may be signed with, the current one first.
     pub fn all(&self) -> Vec<&[u8]> {
         self.secrets.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Signs a new token with the current secret.
+    pub fn issue(&self, claims: &TokenClaims) -> Result<String, TokenError> {
+        issue(self.current(), claims)
+    }
+
+    /// Checks the token an event carries for `user` and `campaign`, with every accepted secret; returns it
+    /// with how long the event must be remembered so a retry is a no-op (as long as the token is accepted).
+    pub fn verify_event(
+        &self,
+        token: &str,
+        user: &UserId,
+        campaign: CampaignId,
+        now: Timestamp,
+    ) -> Result<(VerifiedToken, i64), TokenError> {
+        let secrets = self.all();
+        let verifier = Verifier::new(&secrets, self.ttl_seconds, CLOCK_SKEW_SECONDS)?;
+        let verified = verifier.verify_event(token, user, campaign, now)?;
+        let remember_seconds = verifier.dedupe_ttl_seconds(&verified.claims, now);
+        Ok((verified, remember_seconds))
     }
 }
 
@@ -844,5 +868,29 @@ mod tests {
         assert!(!format!("{secrets:?}").contains(&current));
         assert!(Secrets::new("short", "", 60).is_err());
         assert!(Secrets::new(&current, "short", 60).is_err());
+    }
+
+    #[test]
+    fn secrets_issue_and_verify_events_with_a_dedupe_lifetime() {
+        let secrets = Secrets::new(&"s".repeat(MIN_SECRET_LEN), "", 3600).unwrap();
+        let user = UserId::parse("u-1").unwrap();
+        let claims = TokenClaims {
+            user: user.clone(),
+            campaign: CampaignId(4),
+            variant: "a".into(),
+            issued_at: Timestamp(1000),
+            nonce: 9,
+        };
+        let token = secrets.issue(&claims).unwrap();
+        let (verified, remember) =
+            secrets.verify_event(&token, &user, CampaignId(4), Timestamp(1100)).unwrap();
+        assert_eq!(verified.claims, claims);
+        assert!(remember >= 3600 - 100, "remembered while the token is accepted: {remember}");
+        let other = UserId::parse("u-2").unwrap();
+        assert_eq!(
+            secrets.verify_event(&token, &other, CampaignId(4), Timestamp(1100)).unwrap_err(),
+            TokenError::WrongUser
+        );
+        assert!(Secrets::new(&"s".repeat(MIN_SECRET_LEN), "", 0).is_err());
     }
 }

@@ -12,7 +12,7 @@ use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, ResolvePlan};
-use popup_core::token::{issue, TokenClaims, Verifier};
+use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
 use worker::{Date, Env, Request, Response};
@@ -48,7 +48,7 @@ pub async fn popup(req: Request, env: Env) -> Result<Response, EdgeError> {
         issued_at: now,
         nonce: random_nonce()?,
     };
-    let token = issue(config.tokens.current(), &claims)?;
+    let token = config.tokens.issue(&claims)?;
     Ok(Response::from_json(&PopupResponse::new(&selection, token))?)
 }
 
@@ -71,17 +71,11 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
     let user = request.user_id.ok_or_else(|| EdgeError::bad_field("user_id", "is required"))?;
     let config = Config::from_env(&env)?;
     let now = now();
-    let secrets = config.tokens.all();
-    let verifier = Verifier::new(&secrets, config.tokens.ttl_seconds, popup_core::token::CLOCK_SKEW_SECONDS)?;
-    let token = verifier
+    let (token, dedupe_ttl_seconds) = config
+        .tokens
         .verify_event(&request.impression_token, &user, campaign, now)
         .map_err(|error| EdgeError::bad_field("impression_token", error.to_string()))?;
-    let event = Event {
-        kind,
-        token: &token,
-        dedupe_ttl_seconds: verifier.dedupe_ttl_seconds(&token.claims, now),
-        now,
-    };
+    let event = Event { kind, token: &token, dedupe_ttl_seconds, now };
     let plan = EventPlan::new(&config.keys, &event);
     let outcome = plan.read(RedisClient::new(&config.redis).pipeline(plan.commands()).await?)?;
     let accepted = EventAccepted { recorded: outcome == EventOutcome::Recorded };

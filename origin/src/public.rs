@@ -13,7 +13,7 @@ use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{
     fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, ResolvePlan,
 };
-use popup_core::token::{issue, TokenClaims, Verifier, CLOCK_SKEW_SECONDS};
+use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
 
@@ -82,7 +82,7 @@ pub async fn popup(
         issued_at: now,
         nonce: random_nonce()?,
     };
-    let token = issue(state.tokens.current(), &claims).map_err(anyhow::Error::from)?;
+    let token = state.tokens.issue(&claims).map_err(anyhow::Error::from)?;
     outcome("shown");
     Ok(Json(PopupResponse::new(&selection, token)).into_response())
 }
@@ -110,18 +110,11 @@ pub async fn event(
     let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
-    let secrets = state.tokens.all();
-    let verifier =
-        Verifier::new(&secrets, state.tokens.ttl_seconds, CLOCK_SKEW_SECONDS).map_err(anyhow::Error::from)?;
-    let token = verifier
+    let (token, dedupe_ttl_seconds) = state
+        .tokens
         .verify_event(&request.impression_token, &user, campaign, now)
         .map_err(|error| ApiError::bad_field("impression_token", error.to_string()))?;
-    let event = Event {
-        kind,
-        token: &token,
-        dedupe_ttl_seconds: verifier.dedupe_ttl_seconds(&token.claims, now),
-        now,
-    };
+    let event = Event { kind, token: &token, dedupe_ttl_seconds, now };
     let plan = EventPlan::new(&state.keys, &event);
     let replies = state.redis.run(plan.commands()).await?;
     let outcome = plan.read(replies).map_err(anyhow::Error::from)?;

@@ -19,9 +19,14 @@ pub enum StoreUnavailable {
 #[derive(Clone)]
 pub struct RedisStore {
     client: redis::Client,
-    connection: std::sync::Arc<tokio::sync::RwLock<Option<ConnectionManager>>>,
+    /// For requests: popup and event pipelines, small and latency-bound.
+    requests: Slot,
+    /// For bulk work (segment loads, publishing), so requests never queue behind thousands of writes.
+    bulk: Slot,
     timeout: Duration,
 }
+
+type Slot = std::sync::Arc<tokio::sync::RwLock<Option<ConnectionManager>>>;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,20 +38,24 @@ impl RedisStore {
     /// Does not connect: the origin starts, and answers 503 on the popup API, while Redis is down.
     pub fn new(url: &str, timeout: Duration) -> Result<RedisStore, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        Ok(RedisStore { client, connection: Default::default(), timeout })
+        Ok(RedisStore { client, requests: Default::default(), bulk: Default::default(), timeout })
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreUnavailable> {
-        if let Some(connection) = self.connection.read().await.as_ref() {
+    /// The connection for a call with `deadline`: bulk calls (longer deadlines) get their own.
+    async fn connection(&self, deadline: Duration) -> Result<ConnectionManager, StoreUnavailable> {
+        let slot = if deadline > self.timeout { &self.bulk } else { &self.requests };
+        if let Some(connection) = slot.read().await.as_ref() {
             return Ok(connection.clone());
         }
-        let mut slot = self.connection.write().await;
+        let mut slot = slot.write().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
         }
+        // No response timeout on the connection itself: it would apply to every call on it, bulk ones
+        // included. Each call has its own deadline instead (`tokio::time::timeout` below).
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
+            .set_response_timeout(None)
             .set_number_of_retries(1);
         let connection =
             tokio::time::timeout(self.timeout, self.client.get_connection_manager_with_config(config))
@@ -68,7 +77,7 @@ impl RedisStore {
         commands: &[Command],
         timeout: Duration,
     ) -> Result<Vec<Reply>, StoreUnavailable> {
-        let mut connection = self.connection().await?;
+        let mut connection = self.connection(timeout).await?;
         let mut pipe = redis::pipe();
         // Without this, one failing command fails the whole pipeline and the core never sees which.
         pipe.ignore_errors();
@@ -88,7 +97,7 @@ impl RedisStore {
         pipe: &redis::Pipeline,
         timeout: Duration,
     ) -> Result<(), StoreUnavailable> {
-        let mut connection = self.connection().await?;
+        let mut connection = self.connection(timeout).await?;
         tokio::time::timeout(timeout, pipe.query_async::<()>(&mut connection))
             .await
             .map_err(|_| StoreUnavailable::Timeout(timeout))??;

@@ -195,7 +195,7 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, prefix = %config.key_prefix, "gateway listening");
-    axum::serve(listener, router(gateway)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(gateway)).with_graceful_shutdown(crate::shutdown_signal()).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -378,26 +378,4 @@ impl Upstream {
         }
         Ok(replies)
     }
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
 }

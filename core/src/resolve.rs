@@ -43,8 +43,8 @@ use crate::context::{locale_matches, RequestContext};
 use crate::ids::{CampaignId, Timestamp, UserId};
 use crate::user::UserState;
 
-/// Why a campaign was not shown. A new reason without data also goes in `Skip::UNIT`, so that
-/// [`Skip::from_code`] knows it.
+/// Why a campaign was not shown. A new reason also goes in [`Skip::ALL`], so that [`Skip::from_code`]
+/// knows it and the tests demand a case for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
@@ -65,13 +65,17 @@ pub enum Skip {
 }
 
 impl Skip {
-    /// Every reason without data, for [`Skip::from_code`].
-    const UNIT: [Skip; 13] = [
+    /// Every reason, each rule mismatch included, in the order the checks run.
+    pub const ALL: [Skip; 17] = [
         Skip::NotStarted,
         Skip::Ended,
         Skip::OutsideWindow,
         Skip::BudgetExhausted,
         Skip::WrongPlacement,
+        Skip::RuleMismatch(Rule::Platform),
+        Skip::RuleMismatch(Rule::AppVersion),
+        Skip::RuleMismatch(Rule::Country),
+        Skip::RuleMismatch(Rule::Locale),
         Skip::NotInAudience,
         Skip::Excluded,
         Skip::TotalCap,
@@ -105,10 +109,10 @@ impl Skip {
 
     /// The reason with this [`code`](Skip::code); `rule_mismatch` needs its rule, other codes ignore it.
     pub fn from_code(code: &str, rule: Option<Rule>) -> Option<Skip> {
-        if code == Skip::RuleMismatch(Rule::Platform).code() {
-            return rule.map(Skip::RuleMismatch);
-        }
-        Skip::UNIT.into_iter().find(|skip| skip.code() == code)
+        Skip::ALL.into_iter().find(|skip| match skip {
+            Skip::RuleMismatch(r) => code == skip.code() && rule == Some(*r),
+            _ => code == skip.code(),
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`bucket`]: deterministic A/B variant assignment.
 //! - [`token`]: HMAC-signed impression tokens.
 //! - [`store`]: the Redis key layout and the command plans for a resolve and an event.
+//! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.
 //! - [`wire`]: the JSON bodies of the public API.
 #![no_std]
@@ -30,6 +31,7 @@ pub mod context;
 pub mod ids;
 pub mod resolve;
 pub mod store;
+pub mod stream;
 pub mod template;
 pub mod token;
 pub mod user;

@@ -12,7 +12,7 @@
 //! | `P:u:{uid}` | hash | `s:<segment>:<version parity>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
 //! | `P:u:{uid}:d:<day>` | hash, expires | `n:<campaign>` -> impressions that day; `all` -> impressions that day, all campaigns |
 //! | `P:u:{uid}:e:<token id>:<kind>` | string, expires | marks an event as recorded, so a retry is a no-op |
-//! | `P:events` | stream | every recorded event, for the origin to ingest |
+//! | `P:events` | stream | every recorded event, for the origin to ingest ([`crate::stream`]) |
 //!
 //! The braces make `{uid}` a Redis Cluster hash tag: all keys of one customer live in one slot, which the
 //! event script requires; likewise `{catalog}` for the publish script. A resolve is one pipeline of three commands whatever the number of campaigns:
@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::ids::{CampaignId, SegmentId, Timestamp, UserId, SECONDS_PER_DAY};
+use crate::stream::Record;
 use crate::token::VerifiedToken;
 use crate::user::UserState;
 
@@ -166,6 +167,11 @@ impl KeySpace {
         let local_second = now.seconds().rem_euclid(SECONDS_PER_DAY) + i64::from(self.day_offset_seconds);
         // utc_day is at most i64::MAX / 86 400 in magnitude, so moving it by one cannot overflow.
         (utc_day + local_second.div_euclid(SECONDS_PER_DAY), local_second.rem_euclid(SECONDS_PER_DAY))
+    }
+
+    /// When day number `day` starts, in UTC.
+    pub fn day_start(&self, day: i64) -> Timestamp {
+        Timestamp(day.saturating_mul(SECONDS_PER_DAY).saturating_sub(i64::from(self.day_offset_seconds)))
     }
 
     /// Seconds from `now` until the day after `now`'s day ends: daily counters live that long, so that a
@@ -374,19 +380,41 @@ pub enum EventKind {
     Impression,
     Click,
     Dismiss,
+    /// Posted by the bank's backend with the impression token: the customer did what the popup asked.
+    Conversion,
+    /// Recorded by the resolver: the customer was held out of the campaign by its control variant.
+    Holdout,
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Impression,
+        EventKind::Click,
+        EventKind::Dismiss,
+        EventKind::Conversion,
+        EventKind::Holdout,
+    ];
+
+    /// What the app posts to `/v1/campaigns/{id}/{kind}`; the others come from the bank or the resolver.
+    pub const FROM_APP: [EventKind; 3] = [EventKind::Impression, EventKind::Click, EventKind::Dismiss];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Impression => "impression",
             EventKind::Click => "click",
             EventKind::Dismiss => "dismiss",
+            EventKind::Conversion => "conversion",
+            EventKind::Holdout => "holdout",
         }
     }
 
     pub fn parse(raw: &str) -> Option<EventKind> {
-        [EventKind::Impression, EventKind::Click, EventKind::Dismiss].into_iter().find(|k| k.as_str() == raw)
+        EventKind::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+
+    /// A kind the app may post, from its path segment.
+    pub fn parse_from_app(raw: &str) -> Option<EventKind> {
+        EventKind::FROM_APP.into_iter().find(|k| k.as_str() == raw)
     }
 }
 
@@ -429,7 +457,7 @@ pub struct EventPlan {
 
 impl EventPlan {
     /// The stream entry is appended even for a retry (the script's verdict is not known when the pipeline is
-    /// sent); it carries the event id, and ingest stores each id once.
+    /// sent); it carries the event id, and ingest stores each id once (see [`crate::stream`]).
     pub fn new(keys: &KeySpace, event: &Event<'_>) -> EventPlan {
         let claims = &event.token.claims;
         let user = &claims.user;
@@ -448,24 +476,7 @@ impl EventPlan {
             &keys.day_ttl(event.now).to_string(),
             &event.dedupe_ttl_seconds.max(1).to_string(),
         ]);
-        let event_id = format!("{}:{}", event.token.id, event.kind.as_str());
-        let append = Command::new([
-            "XADD",
-            &keys.events(),
-            "*",
-            "id",
-            &event_id,
-            "kind",
-            event.kind.as_str(),
-            "user",
-            user.as_str(),
-            "campaign",
-            &campaign,
-            "variant",
-            &claims.variant,
-            "at",
-            &now,
-        ]);
+        let append = Record::of_event(event).append(keys);
         EventPlan { commands: [script, append] }
     }
 

@@ -17,6 +17,7 @@ use popup_core::store::{
     add_member, fetch_catalog, publish_catalog, read_catalog, read_publish, CatalogStatus, Command, Event,
     EventKind, EventOutcome, EventPlan, KeySpace, Reply, ResolvePlan,
 };
+use popup_core::stream::Record;
 use popup_core::token::{issue, TokenClaims, VerifiedToken, Verifier};
 use popup_core::user::UserState;
 use proptest::prelude::*;
@@ -228,6 +229,36 @@ fn a_retried_event_is_recorded_once_and_clicks_do_not_count_as_impressions() {
     assert_eq!(ids.len(), 5);
     assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
     assert_eq!(ids[0], format!("{}:impression", token.id));
+    // Each entry reads back as a record; both copies of the first impression carry the token's issue time
+    // (the table's partition key) though they were posted at different times.
+    let records: Vec<Record> = entries
+        .ids
+        .iter()
+        .map(|entry| {
+            let fields: Vec<(String, String)> =
+                entry.map.iter().map(|(k, v)| (k.clone(), redis::from_redis_value_ref(v).unwrap())).collect();
+            Record::parse(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap()
+        })
+        .collect();
+    assert_eq!((records[0].at, records[1].at), (T0, T0.plus(5)));
+    assert_eq!((records[0].served, records[1].served), (T0, T0));
+    assert_eq!(records[4].served, T0.plus(100));
+    assert_eq!(
+        (records[2].kind, records[2].user.as_str(), records[2].campaign),
+        (EventKind::Click, "cust-3", CampaignId(5))
+    );
+}
+
+#[test]
+fn a_conversion_is_recorded_once_and_is_not_an_impression() {
+    let mut redis = Redis::connect("conversion");
+    let u = user("cust-9");
+    let token = token_for(&u, CampaignId(5), T0, 1);
+    assert_eq!(redis.post_event(&token, EventKind::Conversion, T0.plus(60)), EventOutcome::Recorded);
+    assert_eq!(redis.post_event(&token, EventKind::Conversion, T0.plus(61)), EventOutcome::Duplicate);
+    let (_, state) = redis.resolve_inputs(&u, T0.plus(200), None);
+    assert_eq!(state.counters(CampaignId(5)).lifetime, 0);
+    assert_eq!(state.shown_today, 0);
 }
 
 #[test]

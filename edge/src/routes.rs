@@ -113,7 +113,7 @@ pub fn parse_event_path(id: &str, kind: &str) -> Result<(CampaignId, EventKind),
             .map(|decoded| decoded.into_owned())
             .map_err(|_| EdgeError::BadRequest("Invalid URL: the path is not valid UTF-8".into()))
     };
-    let kind = EventKind::parse(&decode(kind)?).ok_or(EdgeError::NotFound("event kind"))?;
+    let kind = EventKind::parse_from_app(&decode(kind)?).ok_or(EdgeError::NotFound("event kind"))?;
     let campaign = decode(id)?
         .parse()
         .map(CampaignId)

@@ -103,7 +103,7 @@ pub async fn event(
     Path((campaign, kind)): Path<(String, String)>,
     body: Result<Json<EventRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
-    let kind = EventKind::parse(&kind).ok_or(ApiError::NotFound("event kind"))?;
+    let kind = EventKind::parse_from_app(&kind).ok_or(ApiError::NotFound("event kind"))?;
     let campaign =
         CampaignId(campaign.parse().map_err(|_| ApiError::bad_field("campaign_id", "must be a number"))?);
     // The public contract answers every unreadable body with 400.

@@ -129,7 +129,7 @@ impl AllowList {
             return canonical.then_some(UserKey::Day { user });
         }
         let (token, kind) = rest.strip_prefix(":e:")?.rsplit_once(':')?;
-        (!token.is_empty() && EventKind::parse(kind).is_some()).then_some(UserKey::Marker { user })
+        (!token.is_empty() && EventKind::parse_from_app(kind).is_some()).then_some(UserKey::Marker { user })
     }
 }
 

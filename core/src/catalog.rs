@@ -44,7 +44,7 @@ pub struct CatalogParts {
     /// Offsets of every zone a campaign's windows use.
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneOffsets>,
-    /// Impressions served so far, for campaigns with a budget.
+    /// Impressions served so far, for campaigns with a budget. The origin lists only those that reached it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub served: BTreeMap<CampaignId, u64>,
 }

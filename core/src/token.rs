@@ -439,6 +439,25 @@ impl Secrets {
         let remember_seconds = verifier.dedupe_ttl_seconds(&verified.claims, now);
         Ok((verified, remember_seconds))
     }
+
+    /// Checks the token a conversion carries for `user`: like [`Secrets::verify_event`], with the campaign
+    /// the token names, since the bank's backend knows the token and not which popup it came from. A
+    /// conversion is attributed while its token is accepted: the token lifetime is the attribution window.
+    pub fn verify_conversion(
+        &self,
+        token: &str,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<(VerifiedToken, i64), TokenError> {
+        let secrets = self.all();
+        let verifier = Verifier::new(&secrets, self.ttl_seconds, CLOCK_SKEW_SECONDS)?;
+        let verified = verifier.verify(token, now)?;
+        if verified.claims.user != *user {
+            return Err(TokenError::WrongUser);
+        }
+        let remember_seconds = verifier.dedupe_ttl_seconds(&verified.claims, now);
+        Ok((verified, remember_seconds))
+    }
 }
 
 #[cfg(test)]

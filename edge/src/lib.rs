@@ -24,10 +24,10 @@ use worker::{event, Context, Env, Method, Request, Response};
 use crate::error::EdgeError;
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let path = req.path();
     let result = match (route(&path), req.method()) {
-        (Some(Route::Popup), Method::Get) => routes::popup(req, env).await,
+        (Some(Route::Popup), Method::Get) => routes::popup(req, env, &ctx).await,
         (Some(Route::Event { id, kind }), Method::Post) => routes::event(req, env, id, kind).await,
         (Some(_), _) => Err(EdgeError::MethodNotAllowed),
         (None, _) => Err(EdgeError::NotFound("route")),

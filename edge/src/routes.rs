@@ -12,10 +12,11 @@ use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, ResolvePlan};
+use popup_core::stream::holdout_appends;
 use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
-use worker::{Date, Env, Request, Response};
+use worker::{Context, Date, Env, Request, Response};
 
 use crate::cache;
 use crate::config::Config;
@@ -26,8 +27,9 @@ use crate::redis::RedisClient;
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// `GET /v1/campaigns/popup`: 200 with the popup, or 204. One request to Redis while the cached catalog
-/// is current (three commands), a second only when the catalog's version moved.
-pub async fn popup(req: Request, env: Env) -> Result<Response, EdgeError> {
+/// is current (three commands), a second only when the catalog's version moved, and one after answering
+/// when the customer was held out of a campaign (its exposure, for lift).
+pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, EdgeError> {
     let country = req.cf().and_then(|cf| cf.country());
     let (user, context) = parse_popup_query(&req.inner().url(), country)?;
     let config = Config::from_env(&env)?;
@@ -38,18 +40,30 @@ pub async fn popup(req: Request, env: Env) -> Result<Response, EdgeError> {
     let inputs = plan.read(redis.pipeline(plan.commands()).await?)?;
     let catalog = cache::current(&redis, &config.keys, inputs.catalog, cached).await?;
     let decision = resolve(&catalog, &Subject { user: &user, state: &inputs.user, context: &context, now });
-    let Some(selection) = decision.chosen else {
-        return Ok(Response::empty()?.with_status(204));
+    let holdouts = holdout_appends(&config.keys, &user, &decision.holdouts, now);
+    let response = match decision.chosen {
+        None => Response::empty()?.with_status(204),
+        Some(selection) => {
+            let claims = TokenClaims {
+                user: user.clone(),
+                campaign: selection.campaign.id,
+                variant: selection.variant.to_string(),
+                issued_at: now,
+                nonce: random_nonce()?,
+            };
+            let token = config.tokens.issue(&claims)?;
+            Response::from_json(&PopupResponse::new(&selection, token))?
+        }
     };
-    let claims = TokenClaims {
-        user: user.clone(),
-        campaign: selection.campaign.id,
-        variant: selection.variant.to_string(),
-        issued_at: now,
-        nonce: random_nonce()?,
-    };
-    let token = config.tokens.issue(&claims)?;
-    Ok(Response::from_json(&PopupResponse::new(&selection, token))?)
+    if !holdouts.is_empty() {
+        // After the answer: a held-out customer's exposure is for reporting, and must not delay them.
+        ctx.wait_until(async move {
+            if let Err(error) = RedisClient::new(&config.redis).pipeline(&holdouts).await {
+                worker::console_warn!("holdout exposures not recorded: {error}");
+            }
+        });
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Serialize)]

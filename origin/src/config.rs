@@ -53,6 +53,23 @@ pub struct Config {
     /// How long a popup or event request waits for Redis before answering 503.
     #[arg(long, env = "POPUP_REDIS_TIMEOUT_MS", default_value_t = 300)]
     pub redis_timeout_ms: u64,
+
+    /// Ingest workers moving events from Redis into Postgres in this process (0: none, another process
+    /// runs `popup-origin ingest`).
+    #[arg(long, env = "POPUP_INGEST_WORKERS", default_value_t = 1)]
+    pub ingest_workers: usize,
+
+    /// Events per ingest batch.
+    #[arg(long, env = "POPUP_INGEST_BATCH", default_value_t = 5_000)]
+    pub ingest_batch: usize,
+
+    /// Events left pending this long by an ingest worker (it died) are taken over by another, in ms.
+    #[arg(long, env = "POPUP_INGEST_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub ingest_claim_idle_ms: u64,
+
+    /// Days of events kept in Postgres; older days are dropped whole.
+    #[arg(long, env = "POPUP_EVENT_RETENTION_DAYS", default_value_t = 400)]
+    pub event_retention_days: u32,
 }
 
 /// Shows where the service connects and listens, never its secrets.
@@ -63,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("key_prefix", &self.key_prefix)
             .field("day_offset_seconds", &self.day_offset_seconds)
             .field("reconcile_seconds", &self.reconcile_seconds)
+            .field("ingest_workers", &self.ingest_workers)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +92,15 @@ impl Config {
 
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_seconds.max(1))
+    }
+
+    pub fn ingest_settings(&self) -> crate::ingest::IngestSettings {
+        crate::ingest::IngestSettings {
+            batch: self.ingest_batch.max(1),
+            claim_idle: Duration::from_millis(self.ingest_claim_idle_ms),
+            block: Duration::from_secs(1),
+            retention_days: self.event_retention_days.max(1),
+        }
     }
 }
 

@@ -6,8 +6,9 @@
 //! - [`error`]: the one HTTP error type and its mapping to status codes.
 //! - [`auth`], [`audit`]: API keys with roles; the audit trail of every write.
 //! - [`admin`]: `/admin/v1`: campaigns, segments, preview, keys, audit.
-//! - [`public`]: `/v1/campaigns/...`: popup and events, the edge's contract.
+//! - [`public`]: `/v1/campaigns/...`: popup and events, the edge's contract; `/v1/conversions` from the bank.
 //! - [`projection`]: Postgres into Redis, and the reconcile loop.
+//! - [`ingest`]: the events stream into Postgres, exactly once per event.
 //! - [`redis_store`]: carries the core's command plans to Redis, with a deadline.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`gateway`]: `popup-origin gateway`, the Upstash REST protocol in front of Redis, for the edge.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod ingest;
 pub mod ops;
 pub mod projection;
 pub mod public;
@@ -40,6 +42,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/campaigns/popup", get(public::popup))
         .route("/v1/campaigns/{id}/{kind}", post(public::event))
+        .route("/v1/conversions", post(public::conversion))
         .nest("/admin/v1", admin::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -50,9 +53,8 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Connects, migrates, bootstraps the admin key, then serves until SIGTERM or Ctrl-C, reconciling in the
-/// background. In-flight requests finish before it returns.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Connects and migrates Postgres, bootstraps the admin key, and makes the shared state.
+async fn start(config: &Config) -> anyhow::Result<AppState> {
     let db = PgPoolOptions::new()
         .max_connections(32)
         .acquire_timeout(std::time::Duration::from_secs(3))
@@ -62,15 +64,48 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(key) = &config.bootstrap_admin_key {
         auth::bootstrap_admin_key(&db, key).await?;
     }
-    let state = AppState::new(&config, db)?;
+    AppState::new(config, db)
+}
+
+/// Serves until SIGTERM or Ctrl-C, reconciling and ingesting in the background. In-flight requests, and
+/// the ingest batches in hand, finish before it returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = start(&config).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let reconciler =
-        tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped));
+        tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped.clone()));
+    let ingest = tokio::spawn(ingest::run_workers(
+        state.clone(),
+        config.redis_url.clone(),
+        config.ingest_workers,
+        config.ingest_settings(),
+        stopped,
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "origin listening");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
     let _ = stop.send(true);
     reconciler.await?;
+    ingest.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs only ingest workers (at least one), until SIGTERM or Ctrl-C: for scaling ingest apart from serving.
+pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
+    let state = start(&config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = ingest::run_workers(
+        state,
+        config.redis_url.clone(),
+        config.ingest_workers.max(1),
+        config.ingest_settings(),
+        stopped,
+    );
+    let workers = tokio::spawn(workers);
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    workers.await?;
     tracing::info!("stopped");
     Ok(())
 }

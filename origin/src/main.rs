@@ -1,5 +1,5 @@
 //! `popup-origin serve` runs the service; `popup-origin migrate` only applies the migrations;
-//! `popup-origin gateway` serves the Upstash REST protocol in front of Redis for the edge.
+//! `popup-origin ingest` only moves events into Postgres; `popup-origin gateway` serves the Upstash REST protocol in front of Redis for the edge.
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Serve the admin API and the popup API, and keep Redis in step with Postgres.
     Serve(Box<popup_origin::Config>),
+    /// Only move events from the Redis stream into Postgres (`serve` does it too, see --ingest-workers).
+    Ingest(Box<popup_origin::Config>),
     /// Serve the Upstash REST protocol in front of Redis, for the edge: only its commands on its keys.
     Gateway(Box<popup_origin::gateway::GatewayConfig>),
     /// Apply the database migrations and exit.
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => popup_origin::serve(*config).await,
+        Command::Ingest(config) => popup_origin::ingest_only(*config).await,
         Command::Gateway(config) => popup_origin::gateway::serve(*config).await,
         Command::Migrate { database_url } => {
             let db = sqlx::PgPool::connect(&database_url).await?;

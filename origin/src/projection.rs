@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 use popup_core::catalog::{Catalog, CatalogParts, Settings};
-use popup_core::ids::{SegmentId, Timestamp, UserId};
+use popup_core::ids::{CampaignId, SegmentId, Timestamp, UserId};
 use popup_core::store::{publish_catalog, read_publish, segment_field, Command, Reply};
 use sha2::{Digest, Sha256};
 
@@ -51,6 +51,15 @@ pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> anyhow::Result
     .bind(now)
     .fetch_all(&mut *db)
     .await?;
+    // Only campaigns that reached their budget: counts below it do not change what is served, and leaving
+    // them out keeps the catalog (and its version) still while impressions come in.
+    let served: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT campaign_totals.campaign_id, campaign_totals.impressions FROM campaign_totals
+         JOIN campaigns ON campaigns.id = campaign_totals.campaign_id
+         WHERE campaigns.status = 'active' AND (campaigns.spec ->> 'budget')::bigint <= campaign_totals.impressions",
+    )
+    .fetch_all(&mut *db)
+    .await?;
     let mut campaigns = Vec::with_capacity(rows.len());
     for (id, spec) in rows {
         match spec.0.to_core(id, &names) {
@@ -72,7 +81,7 @@ pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> anyhow::Result
         campaigns,
         segments: segments.into_iter().map(|(id, version)| (SegmentId(id as u32), version as u64)).collect(),
         zones,
-        served: BTreeMap::new(),
+        served: served.into_iter().map(|(id, count)| (CampaignId(id as u64), count as u64)).collect(),
     })
 }
 

@@ -13,10 +13,12 @@ use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{
     fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, ResolvePlan,
 };
+use popup_core::stream::holdout_appends;
 use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
 
+use crate::auth::{Actor, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -71,6 +73,7 @@ pub async fn popup(
     let catalog = current_catalog(&state, inputs.catalog, cached).await?;
     let decision =
         resolve(&catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
+    record_holdouts(&state, holdout_appends(&state.keys, &user, &decision.holdouts, now));
     let Some(selection) = decision.chosen else {
         outcome("none");
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -85,6 +88,49 @@ pub async fn popup(
     let token = state.tokens.issue(&claims).map_err(anyhow::Error::from)?;
     outcome("shown");
     Ok(Json(PopupResponse::new(&selection, token)).into_response())
+}
+
+/// `POST /v1/conversions` with `{user_id, impression_token}`: 202. Posted by the bank's backend (an API key
+/// with the editor role) when a customer did what a popup asked; it counts toward the token's campaign and
+/// variant, once per token.
+pub async fn conversion(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Result<Json<EventRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    actor.require(Role::Editor)?;
+    let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
+    let now = now();
+    let (token, dedupe_ttl_seconds) =
+        state
+            .tokens
+            .verify_conversion(&request.impression_token, &user, now)
+            .map_err(|error| ApiError::bad_field("impression_token", error.to_string()))?;
+    let event = Event { kind: EventKind::Conversion, token: &token, dedupe_ttl_seconds, now };
+    let plan = EventPlan::new(&state.keys, &event);
+    let replies = state.redis.run(plan.commands()).await?;
+    let outcome = plan.read(replies).map_err(anyhow::Error::from)?;
+    metrics::counter!("popup_events_total", "kind" => "conversion").increment(1);
+    Ok((StatusCode::ACCEPTED, Json(EventAccepted { recorded: outcome == EventOutcome::Recorded })))
+}
+
+/// Appends a resolve's holdout exposures after answering: they are for reporting, and must not delay the
+/// customer or fail the request.
+fn record_holdouts(state: &AppState, appends: Vec<popup_core::store::Command>) {
+    if appends.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        match state.redis.run(&appends).await {
+            Err(error) => tracing::warn!(%error, "holdout exposures not recorded"),
+            Ok(replies) if replies.iter().any(|r| matches!(r, popup_core::store::Reply::Error(_))) => {
+                tracing::warn!("holdout exposures refused by redis")
+            }
+            Ok(_) => {}
+        }
+    });
 }
 
 fn outcome(result: &'static str) {

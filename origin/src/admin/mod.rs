@@ -7,6 +7,7 @@ pub mod page;
 pub mod preview;
 pub mod segments;
 pub mod spec;
+pub mod stats;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/campaigns", post(campaigns::create).get(campaigns::list))
         .route("/campaigns/{id}", get(campaigns::get).put(campaigns::update).delete(campaigns::delete))
         .route("/campaigns/{id}/preview", get(preview::campaign_preview))
+        .route("/campaigns/{id}/stats", get(stats::campaign))
         .route("/campaigns/{id}/{action}", post(campaigns::lifecycle))
         .route("/preview", get(preview::preview))
         // Uploads are streamed and bounded by their own configurable limit.

@@ -1,0 +1,22 @@
+-- Events ingested from the Redis stream (see popup_core::stream).
+--
+-- Partitioned by day of `served_at`, the time the popup was served: every copy of one event carries the same
+-- `served_at`, so the primary key, which must include the partition key, still makes each event id unique.
+-- Ingest creates each day's partition when its first event arrives, and retention drops whole partitions.
+CREATE TABLE events (
+    served_at   timestamptz NOT NULL,
+    event_id    text        NOT NULL,
+    kind        text        NOT NULL CHECK (kind IN ('impression', 'click', 'dismiss', 'conversion', 'holdout')),
+    user_id     text        NOT NULL,
+    campaign_id bigint      NOT NULL,
+    variant     text        NOT NULL,
+    at          timestamptz NOT NULL,
+    PRIMARY KEY (event_id, served_at)
+) PARTITION BY RANGE (served_at);
+
+-- Lifetime impressions per campaign, kept by ingest in the statement that stores the events, so budgets are
+-- read without counting rows.
+CREATE TABLE campaign_totals (
+    campaign_id bigint PRIMARY KEY,
+    impressions bigint NOT NULL DEFAULT 0
+);

@@ -1,0 +1,179 @@
+//! Campaign analytics from the ingested events: per variant and per day (days in the deployment's offset,
+//! like daily caps), and per variant over the whole range.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{NaiveDate, Utc};
+use popup_core::ids::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Actor, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest range one request may ask for.
+const MAX_DAYS: i64 = 366;
+
+#[derive(Debug, Deserialize)]
+pub struct StatsQuery {
+    /// First day, `YYYY-MM-DD`; defaults to six days before `to`.
+    from: Option<String>,
+    /// Last day, included; defaults to today.
+    to: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CampaignStats {
+    pub campaign_id: i64,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// One row per day and variant that had any event, in day then variant order.
+    pub days: Vec<DayStats>,
+    /// One row per variant over the whole range; unique users are counted once across days.
+    pub variants: Vec<VariantStats>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Counts {
+    pub impressions: i64,
+    /// Distinct customers with an impression.
+    pub unique_users: i64,
+    pub clicks: i64,
+    pub dismissals: i64,
+    pub conversions: i64,
+    /// Distinct customers held out by this (control) variant: the baseline a variant's lift is read against.
+    pub holdouts: i64,
+    /// Clicks per impression; absent without impressions.
+    pub click_through_rate: Option<f64>,
+    /// Conversions per customer with an impression; absent without impressions.
+    pub conversion_rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DayStats {
+    pub day: NaiveDate,
+    pub variant: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VariantStats {
+    pub variant: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+type Row = (i64, String, i64, i64, i64, i64, i64, i64);
+
+/// Counts per (day, variant) over the events of one campaign. `$5` is the day offset in seconds; events
+/// are selected by when they happened (`at`), and by `served_at` too so that only partitions that can hold
+/// them are read (an event comes at most a token lifetime after its popup was served).
+const PER_DAY: &str = "
+SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
+    count(*) FILTER (WHERE kind = 'impression'),
+    count(DISTINCT user_id) FILTER (WHERE kind = 'impression'),
+    count(*) FILTER (WHERE kind = 'click'),
+    count(*) FILTER (WHERE kind = 'dismiss'),
+    count(*) FILTER (WHERE kind = 'conversion'),
+    count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
+FROM events
+WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
+GROUP BY 1, 2 ORDER BY 1, 2";
+
+const PER_VARIANT: &str = "
+SELECT 0::bigint, variant,
+    count(*) FILTER (WHERE kind = 'impression'),
+    count(DISTINCT user_id) FILTER (WHERE kind = 'impression'),
+    count(*) FILTER (WHERE kind = 'click'),
+    count(*) FILTER (WHERE kind = 'dismiss'),
+    count(*) FILTER (WHERE kind = 'conversion'),
+    count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
+FROM events
+WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
+GROUP BY 2 ORDER BY 2";
+
+/// `GET /admin/v1/campaigns/{id}/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`
+pub async fn campaign(
+    State(state): State<AppState>,
+    actor: Actor,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CampaignStats>, ApiError> {
+    actor.require(Role::Viewer)?;
+    let Path(id) = id?;
+    let Query(query) = query?;
+    let day_offset = -state.keys.day_start(0).seconds();
+    let today = state.keys.day(Timestamp(Utc::now().timestamp()));
+    let to = match &query.to {
+        Some(raw) => parse_day(raw, "to")?,
+        None => today,
+    };
+    let from = match &query.from {
+        Some(raw) => parse_day(raw, "from")?,
+        None => to - 6,
+    };
+    if from > to {
+        return Err(ApiError::bad_field("from", "must not be after `to`"));
+    }
+    if to - from >= MAX_DAYS {
+        return Err(ApiError::bad_field("to", format!("the range may span at most {MAX_DAYS} days")));
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound("campaign"));
+    }
+    let start = state.keys.day_start(from);
+    let end = state.keys.day_start(to + 1);
+    let earliest_served = start.plus(-state.tokens.ttl_seconds);
+    let filter = |sql: &'static str| {
+        sqlx::query_as::<_, Row>(sql).bind(id).bind(utc(start)).bind(utc(end)).bind(utc(earliest_served))
+    };
+    let days = filter(PER_DAY).bind(day_offset).fetch_all(&state.db).await?;
+    let variants = filter(PER_VARIANT).fetch_all(&state.db).await?;
+    Ok(Json(CampaignStats {
+        campaign_id: id,
+        from: date(from),
+        to: date(to),
+        days: days
+            .iter()
+            .map(|row| DayStats { day: date(row.0), variant: row.1.clone(), counts: counts(row) })
+            .collect(),
+        variants: variants
+            .iter()
+            .map(|row| VariantStats { variant: row.1.clone(), counts: counts(row) })
+            .collect(),
+    }))
+}
+
+fn counts(row: &Row) -> Counts {
+    let &(_, _, impressions, unique_users, clicks, dismissals, conversions, holdouts) = row;
+    let rate = |n: i64, d: i64| (d > 0).then(|| n as f64 / d as f64);
+    Counts {
+        impressions,
+        unique_users,
+        clicks,
+        dismissals,
+        conversions,
+        holdouts,
+        click_through_rate: rate(clicks, impressions),
+        conversion_rate: rate(conversions, unique_users),
+    }
+}
+
+fn parse_day(raw: &str, field: &str) -> Result<i64, ApiError> {
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_field(field, "must be a date like 2026-12-01"))?;
+    Ok((date - NaiveDate::default()).num_days())
+}
+
+fn date(day: i64) -> NaiveDate {
+    NaiveDate::default() + chrono::Days::new(day.max(0) as u64)
+}
+
+fn utc(at: Timestamp) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(at.seconds(), 0).unwrap_or_default()
+}

@@ -1,0 +1,552 @@
+//! Ingest: moves the events stream (`P:events`, see [`popup_core::stream`]) into Postgres.
+//!
+//! Every worker is a consumer of one consumer group, so several workers, in one process or many, share the
+//! stream without reading an entry twice in the normal case. A worker
+//! 1. reads a batch (`XREADGROUP`), or, every so often, first takes over entries another consumer left
+//!    pending for longer than the claim timeout (`XAUTOCLAIM`): that consumer died or hangs;
+//! 2. stores the batch in one statement (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`), which
+//!    also adds the new impressions to `campaign_totals`;
+//! 3. acknowledges the batch (`XACK`) only after that statement committed.
+//!
+//! Delivery is at least once: a worker that dies between 2 and 3 leaves its batch pending, and whoever
+//! claims it stores it again. The table's primary key on the event id makes that second store a no-op, so
+//! each event is stored exactly once. Rows are inserted in event id order, so two workers storing
+//! overlapping batches wait on each other in the same order and never deadlock.
+//!
+//! The stream is trimmed (`XTRIM MINID`) below the oldest entry some group has not acknowledged: everything
+//! below it was stored.
+//!
+//! Budgets: the store statement reports the campaigns whose lifetime impressions reached their budget; the
+//! first time a worker sees one, it publishes the catalog, which then carries the campaign's served count
+//! (see `projection::build_parts`) and resolvers stop choosing it.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use popup_core::ids::Timestamp;
+use popup_core::store::KeySpace;
+use popup_core::stream::Record;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPendingReply,
+    StreamReadReply,
+};
+use sqlx::PgPool;
+
+use crate::state::AppState;
+
+/// The consumer group every ingest worker joins.
+pub const GROUP: &str = "ingest";
+
+/// How often a worker looks for entries abandoned by others, and trims the stream.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+
+/// Consumers idle this long with nothing pending are removed from the group (they were restarted workers).
+const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(3600);
+
+/// How long a worker waits after a failure (Redis or Postgres down) before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    /// Entries per read, and so per insert.
+    pub batch: usize,
+    /// Entries pending this long with another consumer are taken over.
+    pub claim_idle: Duration,
+    /// How long a read waits for new entries.
+    pub block: Duration,
+    /// Days of events kept; older partitions are dropped.
+    pub retention_days: u32,
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Entries read (new or claimed).
+    pub read: usize,
+    /// Events inserted (not seen before).
+    pub stored: usize,
+    /// Entries that could not be read as events, acknowledged and left out.
+    pub malformed: usize,
+}
+
+/// A batch read from the stream, not yet stored.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Every stream entry id of the batch, malformed ones included: all are acknowledged together.
+    entry_ids: Vec<String>,
+    records: Vec<Record>,
+    malformed: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.entry_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entry_ids.is_empty()
+    }
+
+    fn add(&mut self, entry: StreamId, accepted: &std::ops::RangeInclusive<i64>) {
+        let fields: Vec<(&str, &str)> = entry
+            .map
+            .iter()
+            .filter_map(|(field, value)| match value {
+                redis::Value::BulkString(bytes) => Some((field.as_str(), std::str::from_utf8(bytes).ok()?)),
+                _ => None,
+            })
+            .collect();
+        match Record::parse(fields) {
+            Ok(record) if accepted.contains(&record.served.seconds()) => self.records.push(record),
+            Ok(record) => {
+                // A served time outside retention would create partitions that are dropped at once.
+                tracing::warn!(entry = entry.id, served = record.served.seconds(), "event outside retention");
+                self.malformed += 1;
+            }
+            Err(error) => {
+                tracing::warn!(entry = entry.id, %error, "malformed stream entry");
+                self.malformed += 1;
+            }
+        }
+        self.entry_ids.push(entry.id);
+    }
+}
+
+/// One ingest worker: a consumer of [`GROUP`].
+pub struct Ingester {
+    state: AppState,
+    connection: MultiplexedConnection,
+    stream: String,
+    consumer: String,
+    settings: IngestSettings,
+    claim_cursor: String,
+    last_maintenance: Option<Instant>,
+    partitions: HashSet<i64>,
+    exhausted: HashSet<i64>,
+}
+
+impl std::fmt::Debug for Ingester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingester").field("consumer", &self.consumer).finish_non_exhaustive()
+    }
+}
+
+impl Ingester {
+    /// Joins the group (creating it, and the stream, if needed) as `consumer`, which must be unique.
+    pub async fn connect(
+        state: AppState,
+        redis_url: &str,
+        consumer: String,
+        settings: IngestSettings,
+    ) -> anyhow::Result<Ingester> {
+        // A connection of its own: a blocking read would hold up every other command on a shared one.
+        let mut connection = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+        let stream = state.keys.events();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut connection)
+            .await;
+        match created {
+            Err(error) if error.code() != Some("BUSYGROUP") => return Err(error.into()),
+            _ => {}
+        }
+        Ok(Ingester {
+            state,
+            connection,
+            stream,
+            consumer,
+            settings,
+            claim_cursor: "0-0".into(),
+            last_maintenance: None,
+            partitions: HashSet::new(),
+            exhausted: HashSet::new(),
+        })
+    }
+
+    /// A consumer name unique across processes and machines.
+    pub fn unique_consumer_name(worker: usize) -> String {
+        let mut bytes = [0u8; 4];
+        let suffix = match getrandom::fill(&mut bytes) {
+            Ok(()) => u32::from_le_bytes(bytes),
+            Err(_) => std::process::id(),
+        };
+        format!("ingest-{}-{worker}-{suffix:08x}", std::process::id())
+    }
+
+    /// Reads, stores and acknowledges one batch; trims and claims abandoned entries every so often.
+    pub async fn step(&mut self) -> anyhow::Result<StepOutcome> {
+        let due = self.last_maintenance.is_none_or(|last| last.elapsed() >= MAINTENANCE_EVERY);
+        let mut batch = Batch::default();
+        if due {
+            self.last_maintenance = Some(Instant::now());
+            self.trim().await?;
+            batch = self.claim_abandoned().await?;
+        }
+        if batch.is_empty() {
+            batch = self.read_new().await?;
+        }
+        if batch.is_empty() {
+            return Ok(StepOutcome::default());
+        }
+        let stored = self.store(&batch).await?;
+        self.acknowledge(&batch).await?;
+        Ok(StepOutcome { read: batch.len(), stored, malformed: batch.malformed })
+    }
+
+    /// Entries never delivered to any consumer of the group.
+    pub async fn read_new(&mut self) -> anyhow::Result<Batch> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.settings.batch)
+            .arg("BLOCK")
+            .arg(self.settings.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut self.connection)
+            .await?;
+        let mut batch = Batch::default();
+        let accepted = self.accepted_served_range();
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            batch.add(entry, &accepted);
+        }
+        Ok(batch)
+    }
+
+    /// Takes over entries pending with some consumer for longer than the claim timeout.
+    pub async fn claim_abandoned(&mut self) -> anyhow::Result<Batch> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(self.settings.claim_idle.as_millis() as u64)
+            .arg(&self.claim_cursor)
+            .arg("COUNT")
+            .arg(self.settings.batch)
+            .query_async(&mut self.connection)
+            .await?;
+        self.claim_cursor = reply.next_stream_id;
+        let mut batch = Batch::default();
+        let accepted = self.accepted_served_range();
+        for entry in reply.claimed {
+            batch.add(entry, &accepted);
+        }
+        if !batch.is_empty() {
+            metrics::counter!("popup_ingest_claimed_total").increment(batch.len() as u64);
+            tracing::info!(entries = batch.len(), consumer = self.consumer, "claimed abandoned events");
+        }
+        Ok(batch)
+    }
+
+    /// Stores the batch; returns how many events were new.
+    pub async fn store(&mut self, batch: &Batch) -> anyhow::Result<usize> {
+        let mut records: Vec<&Record> = batch.records.iter().collect();
+        if records.is_empty() {
+            return Ok(0);
+        }
+        // One lock order for every worker (see the module docs).
+        records.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let days: HashSet<i64> = records.iter().map(|r| self.state.keys.day(r.served)).collect();
+        for day in days {
+            if !self.partitions.contains(&day) {
+                ensure_partition(&self.state.db, &self.state.keys, day).await?;
+                self.partitions.insert(day);
+            }
+        }
+        let (stored, exhausted): (i64, Vec<i64>) = sqlx::query_as(STORE)
+            .bind(records.iter().map(|r| r.served.seconds()).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.user.as_str()).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.campaign.0 as i64).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>())
+            .bind(records.iter().map(|r| r.at.seconds()).collect::<Vec<_>>())
+            .fetch_one(&self.state.db)
+            .await?;
+        metrics::counter!("popup_ingest_events_total").increment(stored as u64);
+        let newly_exhausted: Vec<i64> =
+            exhausted.into_iter().filter(|c| !self.exhausted.contains(c)).collect();
+        if !newly_exhausted.is_empty() {
+            tracing::info!(campaigns = ?newly_exhausted, "budget reached; publishing the catalog");
+            // On failure the reconcile loop publishes it instead, a little later.
+            if crate::projection::publish(&self.state).await.is_ok() {
+                self.exhausted.extend(newly_exhausted);
+            }
+        }
+        Ok(stored as usize)
+    }
+
+    pub async fn acknowledge(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&batch.entry_ids)
+            .query_async(&mut self.connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the entries every group acknowledged, and forgets consumers long gone.
+    pub async fn trim(&mut self) -> anyhow::Result<()> {
+        let groups: StreamInfoGroupsReply =
+            redis::cmd("XINFO").arg("GROUPS").arg(&self.stream).query_async(&mut self.connection).await?;
+        let mut boundary: Option<EntryId> = None;
+        for group in &groups.groups {
+            let pending: StreamPendingReply = redis::cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&group.name)
+                .query_async(&mut self.connection)
+                .await?;
+            // Entries up to the last delivered one are acknowledged unless pending; later ones are unread.
+            let oldest_unacknowledged = match &pending {
+                StreamPendingReply::Data(data) if data.count > 0 => EntryId::parse(&data.start_id),
+                _ => EntryId::parse(&group.last_delivered_id).map(EntryId::next),
+            };
+            let Some(oldest) = oldest_unacknowledged else { return Ok(()) };
+            boundary = Some(boundary.map_or(oldest, |b| b.min(oldest)));
+            if group.name == GROUP {
+                self.forget_departed_consumers().await?;
+            }
+        }
+        // Reading the group state first is safe: the boundary can only move forward meanwhile.
+        if let Some(boundary) = boundary {
+            let _: i64 = redis::cmd("XTRIM")
+                .arg(&self.stream)
+                .arg("MINID")
+                .arg(boundary.to_string())
+                .query_async(&mut self.connection)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn forget_departed_consumers(&mut self) -> anyhow::Result<()> {
+        let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .query_async(&mut self.connection)
+            .await?;
+        for consumer in consumers.consumers {
+            let departed = consumer.pending == 0
+                && consumer.idle as u128 > FORGET_CONSUMERS_AFTER.as_millis()
+                && consumer.name != self.consumer;
+            if departed {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(&consumer.name)
+                    .query_async(&mut self.connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Served times ingest accepts: within retention, and not beyond tomorrow.
+    fn accepted_served_range(&self) -> std::ops::RangeInclusive<i64> {
+        let now = Utc::now().timestamp();
+        now - i64::from(self.settings.retention_days) * 86_400..=now + 86_400
+    }
+
+    /// Steps until `stopped` fires, waiting a little after failures. The batch in hand when it fires is
+    /// finished first.
+    pub async fn run(mut self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        tracing::info!(consumer = self.consumer, "ingest worker started");
+        while !*stopped.borrow() {
+            if let Err(error) = self.step().await {
+                metrics::counter!("popup_ingest_failures_total").increment(1);
+                tracing::warn!(error = format!("{error:#}"), "ingest step failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        }
+        tracing::info!(consumer = self.consumer, "ingest worker stopped");
+    }
+}
+
+/// Stores a batch and counts its new impressions, in one statement. Returns how many events were new, and
+/// the campaigns among those counted whose impressions reached their budget.
+const STORE: &str = "
+WITH inserted AS (
+    INSERT INTO events (served_at, event_id, kind, user_id, campaign_id, variant, at)
+    SELECT to_timestamp(served), id, kind, user_id, campaign_id, variant, to_timestamp(at)
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+        AS batch (served, id, kind, user_id, campaign_id, variant, at)
+    ON CONFLICT DO NOTHING
+    RETURNING campaign_id, kind
+), counted AS (
+    INSERT INTO campaign_totals (campaign_id, impressions)
+    SELECT campaign_id, count(*) FROM inserted WHERE kind = 'impression' GROUP BY campaign_id ORDER BY campaign_id
+    ON CONFLICT (campaign_id) DO UPDATE SET impressions = campaign_totals.impressions + excluded.impressions
+    RETURNING campaign_id, impressions
+)
+SELECT
+    (SELECT count(*) FROM inserted),
+    COALESCE((
+        SELECT array_agg(counted.campaign_id) FROM counted JOIN campaigns ON campaigns.id = counted.campaign_id
+        WHERE (campaigns.spec ->> 'budget')::bigint <= counted.impressions
+    ), '{}')";
+
+/// The partition holding events served on `day` (in the deployment's day offset), created if missing.
+pub async fn ensure_partition(db: &PgPool, keys: &KeySpace, day: i64) -> anyhow::Result<()> {
+    let (from, until) = (keys.day_start(day), keys.day_start(day + 1));
+    let mut tx = db.begin().await?;
+    // Two workers creating the same partition would otherwise race on the catalog.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('events partitions'))").execute(&mut *tx).await?;
+    // Identifiers and bounds are formatted from numbers, never from input; DDL takes no parameters.
+    let statement = format!(
+        "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
+        partition_name(day),
+        timestamp(from),
+        timestamp(until),
+    );
+    sqlx::query(&statement).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `events_d<day number>`: days since the epoch in the deployment's offset.
+fn partition_name(day: i64) -> String {
+    format!("events_d{day}")
+}
+
+fn timestamp(at: Timestamp) -> String {
+    DateTime::<Utc>::from_timestamp(at.seconds(), 0).unwrap_or_default().to_rfc3339()
+}
+
+/// Drops the partitions whose whole day is older than `retention_days` before `now`; returns their days.
+pub async fn drop_expired_partitions(
+    db: &PgPool,
+    keys: &KeySpace,
+    now: Timestamp,
+    retention_days: u32,
+) -> anyhow::Result<Vec<i64>> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT child.relname::text FROM pg_inherits
+         JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+         JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+         WHERE parent.relname = 'events'",
+    )
+    .fetch_all(db)
+    .await?;
+    let oldest_kept = keys.day(now) - i64::from(retention_days);
+    let mut dropped = Vec::new();
+    for day in names.iter().filter_map(|name| name.strip_prefix("events_d")?.parse::<i64>().ok()) {
+        if day < oldest_kept {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {}", partition_name(day))).execute(db).await?;
+            dropped.push(day);
+        }
+    }
+    dropped.sort_unstable();
+    Ok(dropped)
+}
+
+/// Runs `workers` ingest workers and the daily retention job until `stopped` fires.
+pub async fn run_workers(
+    state: AppState,
+    redis_url: String,
+    workers: usize,
+    settings: IngestSettings,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let (state, redis_url, settings, stopped) =
+            (state.clone(), redis_url.clone(), settings.clone(), stopped.clone());
+        tasks.spawn(async move {
+            let consumer = Ingester::unique_consumer_name(worker);
+            let mut stopped_while_connecting = stopped.clone();
+            loop {
+                match Ingester::connect(state.clone(), &redis_url, consumer.clone(), settings.clone()).await {
+                    Ok(ingester) => return ingester.run(stopped).await,
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "ingest cannot start; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = stopped_while_connecting.changed() => return,
+                }
+            }
+        });
+    }
+    if workers > 0 {
+        tasks.spawn(run_retention(state, settings.retention_days, stopped));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn run_retention(
+    state: AppState,
+    retention_days: u32,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = Timestamp(Utc::now().timestamp());
+                match drop_expired_partitions(&state.db, &state.keys, now, retention_days).await {
+                    Ok(days) if !days.is_empty() => tracing::info!(?days, "dropped expired event partitions"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "retention failed"),
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct EntryId(u64, u64);
+
+impl EntryId {
+    fn parse(raw: &str) -> Option<EntryId> {
+        let (ms, seq) = raw.split_once('-')?;
+        Some(EntryId(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    fn next(self) -> EntryId {
+        match self.1.checked_add(1) {
+            Some(seq) => EntryId(self.0, seq),
+            None => EntryId(self.0.saturating_add(1), 0),
+        }
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EntryId;
+
+    #[test]
+    fn entry_ids_order_and_step_like_redis() {
+        let id = EntryId::parse("1700000000000-5").unwrap();
+        assert_eq!(id.next().to_string(), "1700000000000-6");
+        assert!(EntryId::parse("10-0").unwrap() > EntryId::parse("9-99").unwrap());
+        assert_eq!(EntryId(3, u64::MAX).next(), EntryId(4, 0));
+        assert_eq!(EntryId::parse("12"), None);
+    }
+}

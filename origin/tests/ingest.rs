@@ -1,0 +1,408 @@
+//! The event pipeline on the real Redis and Postgres: the stream into the table exactly once, whatever
+//! consumers die; stats; budgets; retention.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use common::{spec, TestApp, ADMIN_KEY};
+use popup_core::ids::{CampaignId, Timestamp, UserId};
+use popup_core::store::EventKind;
+use popup_core::stream::Record;
+use popup_origin::ingest::{drop_expired_partitions, IngestSettings, Ingester};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+fn settings(claim_idle_ms: u64) -> IngestSettings {
+    IngestSettings {
+        batch: 300,
+        claim_idle: Duration::from_millis(claim_idle_ms),
+        block: Duration::from_millis(50),
+        retention_days: 30,
+    }
+}
+
+async fn ingester(app: &TestApp, name: &str, claim_idle_ms: u64) -> Ingester {
+    Ingester::connect(app.state.clone(), &common::redis_url(), name.into(), settings(claim_idle_ms))
+        .await
+        .unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn record(id: &str, kind: EventKind, user: &str, campaign: u64, variant: &str, at: i64) -> Record {
+    Record {
+        id: format!("{id}:{}", kind.as_str()),
+        kind,
+        user: UserId::parse(user).unwrap(),
+        campaign: CampaignId(campaign),
+        variant: variant.into(),
+        at: Timestamp(at),
+        served: Timestamp(at - 10),
+    }
+}
+
+fn append(app: &TestApp, records: &[Record]) {
+    let mut redis = app.redis();
+    let mut pipe = redis::pipe();
+    for record in records {
+        let command = record.append(&app.state.keys);
+        let mut cmd = redis::cmd(command.name());
+        for arg in command.arguments() {
+            cmd.arg(arg);
+        }
+        pipe.add_command(cmd);
+    }
+    let _: () = pipe.query(&mut redis).unwrap();
+}
+
+async fn stored_ids(db: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_id FROM events ORDER BY event_id").fetch_all(db).await.unwrap()
+}
+
+fn pending(app: &TestApp) -> usize {
+    let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg(app.state.keys.events())
+        .arg(popup_origin::ingest::GROUP)
+        .query(&mut app.redis())
+        .unwrap();
+    reply.count()
+}
+
+fn stream_length(app: &TestApp) -> usize {
+    redis::cmd("XLEN").arg(app.state.keys.events()).query(&mut app.redis()).unwrap()
+}
+
+/// Steps until a step finds nothing to do and nothing is pending.
+async fn drain(ingester: &mut Ingester, app: &TestApp) {
+    for _ in 0..200 {
+        let outcome = ingester.step().await.unwrap();
+        if outcome.read == 0 && pending(app) == 0 {
+            return;
+        }
+        if outcome.read == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("the stream did not drain");
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let t = now();
+    // 1 000 events, 100 of them posted twice (a retried event appends a second entry with the same id).
+    let mut records: Vec<Record> = (0..1000)
+        .map(|i| {
+            let kind = [EventKind::Impression, EventKind::Click, EventKind::Dismiss][i % 3];
+            record(&format!("tok{i}"), kind, &format!("u{}", i % 97), 7, "a", t - i as i64)
+        })
+        .collect();
+    let retries: Vec<Record> =
+        (0..100).map(|i| Record { at: Timestamp(t + 5), ..records[i * 7].clone() }).collect();
+    records.extend(retries);
+    append(&app, &records);
+    let mut dying = ingester(&app, "dying", 200).await;
+    dying.step().await.unwrap(); // group created, a first batch stored and acknowledged
+                                 // Then it dies twice over: once after storing a batch but before acknowledging it, once with a batch
+                                 // read and not stored.
+    let stored_not_acknowledged = dying.read_new().await.unwrap();
+    dying.store(&stored_not_acknowledged).await.unwrap();
+    let read_not_stored = dying.read_new().await.unwrap();
+    assert_eq!((stored_not_acknowledged.len(), read_not_stored.len()), (300, 300));
+    drop(dying);
+    assert_eq!(pending(&app), 600);
+
+    // Another worker takes over once the entries have been idle for the claim timeout.
+    let mut survivor = ingester(&app, "survivor", 200).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    drain(&mut survivor, &app).await;
+    survivor.trim().await.unwrap();
+
+    let expected: BTreeSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    let ids = stored_ids(&db).await;
+    assert_eq!(ids.len(), 1000, "every event once");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected);
+    let impressions: i64 =
+        sqlx::query_scalar("SELECT impressions FROM campaign_totals WHERE campaign_id = 7")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(impressions, 334, "totals count each impression once");
+    // The first copy stored wins: a retry's later time does not replace it.
+    let first_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT at FROM events WHERE event_id = $1")
+            .bind(&records[0].id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(first_at.timestamp(), t);
+    assert_eq!(pending(&app), 0);
+    assert_eq!(stream_length(&app), 0, "everything stored is trimmed");
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn redelivery_is_idempotent_and_trimming_keeps_what_is_not_stored(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let t = now();
+    let records: Vec<Record> =
+        (0..10).map(|i| record(&format!("r{i}"), EventKind::Impression, "ana", 3, "a", t)).collect();
+    append(&app, &records);
+    let mut worker = ingester(&app, "w", 60_000).await;
+    let batch = worker.read_new().await.unwrap();
+    assert_eq!(worker.store(&batch).await.unwrap(), 10);
+    assert_eq!(worker.store(&batch).await.unwrap(), 0, "the same batch again stores nothing");
+    // Not acknowledged yet: trimming must keep it.
+    worker.trim().await.unwrap();
+    assert_eq!(stream_length(&app), 10);
+    worker.acknowledge(&batch).await.unwrap();
+    // New entries, delivered to nobody yet, survive a trim too.
+    append(&app, &[record("late", EventKind::Click, "ana", 3, "a", t)]);
+    worker.trim().await.unwrap();
+    assert_eq!(stream_length(&app), 1);
+    let totals: i64 = sqlx::query_scalar("SELECT impressions FROM campaign_totals WHERE campaign_id = 3")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(totals, 10);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn malformed_entries_are_acknowledged_and_left_out(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut redis = app.redis();
+    let stream = app.state.keys.events();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("id")
+        .arg("x")
+        .arg("kind")
+        .arg("purchase")
+        .query(&mut redis)
+        .unwrap();
+    // Served long before retention: it would create a partition only to drop it.
+    let mut ancient = record("old", EventKind::Click, "ana", 3, "a", 1_000_000);
+    ancient.served = Timestamp(1_000_000);
+    append(&app, &[ancient, record("ok", EventKind::Click, "ana", 3, "a", now())]);
+    let mut worker = ingester(&app, "w", 60_000).await;
+    let outcome = worker.step().await.unwrap();
+    assert_eq!((outcome.read, outcome.stored, outcome.malformed), (3, 1, 2));
+    assert_eq!(pending(&app), 0);
+    assert_eq!(stored_ids(&db).await, ["ok:click"]);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn old_days_are_dropped_whole(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let t = now();
+    let day = 86_400;
+    append(
+        &app,
+        &[
+            record("d0", EventKind::Click, "ana", 3, "a", t),
+            record("d2", EventKind::Click, "ana", 3, "a", t - 2 * day),
+            record("d5", EventKind::Click, "ana", 3, "a", t - 5 * day),
+        ],
+    );
+    let mut worker = ingester(&app, "w", 60_000).await;
+    drain(&mut worker, &app).await;
+    assert_eq!(stored_ids(&db).await.len(), 3);
+    let today = app.state.keys.day(Timestamp(t - 10));
+    let dropped = drop_expired_partitions(&db, &app.state.keys, Timestamp(t), 3).await.unwrap();
+    assert_eq!(dropped, [app.state.keys.day(Timestamp(t - 5 * day - 10))]);
+    assert_eq!(stored_ids(&db).await, ["d0:click", "d2:click"]);
+    let dropped = drop_expired_partitions(&db, &app.state.keys, Timestamp(t), 3).await.unwrap();
+    assert!(dropped.is_empty(), "nothing left to drop");
+    assert!(today > 0);
+}
+
+/// The popup for `user` with its variant and token, or None.
+async fn popup(app: &TestApp, user: &str) -> Option<(i64, String, String)> {
+    let (status, body) = app.get(&format!("/v1/campaigns/popup?user_id={user}")).await;
+    match status {
+        StatusCode::OK => Some((
+            body["campaign_id"].as_i64().unwrap(),
+            body["variant"].as_str().unwrap().into(),
+            body["impression_token"].as_str().unwrap().into(),
+        )),
+        StatusCode::NO_CONTENT => None,
+        other => panic!("{other} {body}"),
+    }
+}
+
+async fn event(app: &TestApp, campaign: i64, kind: &str, user: &str, token: &str) {
+    let (status, body) = app
+        .post(
+            &format!("/v1/campaigns/{campaign}/{kind}"),
+            json!({"user_id": user, "impression_token": token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut campaign = spec("stats");
+    campaign["variants"] = json!([
+        {"key": "a", "weight": 40},
+        {"key": "b", "weight": 40},
+        {"key": "control", "weight": 20, "control": true}
+    ]);
+    let id = app.live_campaign(campaign).await;
+
+    // What each variant should show, counted by the test as it posts.
+    #[derive(Default, Debug, PartialEq)]
+    struct Expected {
+        impressions: i64,
+        users: BTreeSet<String>,
+        clicks: i64,
+        dismissals: i64,
+        conversions: i64,
+        holdouts: BTreeSet<String>,
+    }
+    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
+    for n in 0..120 {
+        let user = format!("cust-{n}");
+        let Some((shown, variant, token)) = popup(&app, &user).await else {
+            expected.entry("control".into()).or_default().holdouts.insert(user);
+            // Asking again the same day is the same exposure.
+            assert!(popup(&app, &format!("cust-{n}")).await.is_none());
+            continue;
+        };
+        assert_eq!(shown, id);
+        let counts = expected.entry(variant).or_default();
+        event(&app, id, "impression", &user, &token).await;
+        event(&app, id, "impression", &user, &token).await; // a retry
+        counts.impressions += 1;
+        counts.users.insert(user.clone());
+        if n % 3 == 0 {
+            event(&app, id, "click", &user, &token).await;
+            counts.clicks += 1;
+            let (status, body) = app
+                .as_key(
+                    ADMIN_KEY,
+                    Method::POST,
+                    "/v1/conversions",
+                    json!({"user_id": user, "impression_token": token}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            counts.conversions += 1;
+        } else if n % 3 == 1 {
+            event(&app, id, "dismiss", &user, &token).await;
+            counts.dismissals += 1;
+            // A second popup the same day: another impression by the same customer.
+            let (_, _, second) = popup(&app, &user).await.unwrap();
+            event(&app, id, "impression", &user, &second).await;
+            counts.impressions += 1;
+        }
+    }
+    assert!(expected.len() == 3, "all three variants were drawn: {expected:?}");
+    // Holdout exposures are appended after the answer; wait until they are all on the stream.
+    let holdouts = expected["control"].holdouts.len();
+    for _ in 0..100 {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(app.state.keys.events())
+            .arg("-")
+            .arg("+")
+            .query(&mut app.redis())
+            .unwrap();
+        let seen =
+            entries.ids.iter().filter(|e| e.get::<String>("kind").as_deref() == Some("holdout")).count();
+        if seen >= 2 * holdouts {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Yesterday's events, for the per-day split.
+    let yesterday = now() - 86_400;
+    append(&app, &[record("y1", EventKind::Impression, "old-1", id as u64, "a", yesterday)]);
+
+    let mut worker = ingester(&app, "w", 60_000).await;
+    drain(&mut worker, &app).await;
+
+    // A conversion needs the editor role at least, and a token of this customer.
+    let (status, _) =
+        app.post("/v1/conversions", json!({"user_id": "cust-0", "impression_token": "x"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let today = app.state.keys.day(Timestamp(now()));
+    let day = |d: i64| (chrono::NaiveDate::default() + chrono::Days::new(d as u64)).to_string();
+    let (status, stats) = app
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/campaigns/{id}/stats?from={}&to={}", day(today - 1), day(today)),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let rows = stats["days"].as_array().unwrap();
+    let yesterday_row = &rows[0];
+    assert_eq!(
+        (yesterday_row["day"].as_str().unwrap(), yesterday_row["variant"].as_str().unwrap()),
+        (day(today - 1).as_str(), "a")
+    );
+    assert_eq!(yesterday_row["impressions"], 1);
+    for (variant, want) in &expected {
+        let row = rows
+            .iter()
+            .find(|r| r["variant"] == variant.as_str() && r["day"] == day(today).as_str())
+            .unwrap_or_else(|| panic!("no row for {variant}: {stats}"));
+        assert_eq!(row["impressions"], want.impressions, "{variant}");
+        assert_eq!(row["unique_users"], want.users.len(), "{variant}");
+        assert_eq!(row["clicks"], want.clicks, "{variant}");
+        assert_eq!(row["dismissals"], want.dismissals, "{variant}");
+        assert_eq!(row["conversions"], want.conversions, "{variant}");
+        assert_eq!(row["holdouts"], want.holdouts.len(), "{variant}");
+        if want.impressions > 0 {
+            let ctr = row["click_through_rate"].as_f64().unwrap();
+            assert!((ctr - want.clicks as f64 / want.impressions as f64).abs() < 1e-9);
+        } else {
+            assert!(row["click_through_rate"].is_null());
+        }
+    }
+    let totals = stats["variants"].as_array().unwrap();
+    let a = totals.iter().find(|r| r["variant"] == "a").unwrap();
+    assert_eq!(a["impressions"], expected["a"].impressions + 1, "the range total includes yesterday");
+
+    // Bad ranges and unknown campaigns.
+    for query in ["from=2026-13-01", "from=2026-12-02&to=2026-12-01", "from=2020-01-01&to=2026-12-01"] {
+        let (status, body) =
+            app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}/stats?{query}"), Value::Null).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
+    let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns/999999/stats", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_campaign_that_reaches_its_budget_stops_serving(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let mut limited = spec("limited");
+    limited["budget"] = json!(3);
+    limited["priority"] = json!(10);
+    let limited = app.live_campaign(limited).await;
+    let fallback = app.live_campaign(spec("fallback")).await;
+    let mut worker = ingester(&app, "w", 60_000).await;
+    for n in 0..3 {
+        let user = format!("cust-{n}");
+        let (shown, token) = app.popup_for(&user).await.unwrap();
+        assert_eq!(shown, limited);
+        assert_eq!(app.impression(shown, &user, &token).await, StatusCode::ACCEPTED);
+        drain(&mut worker, &app).await;
+    }
+    // The third impression reached the budget: ingest published a catalog without it.
+    assert_eq!(app.popup_for("cust-9").await.unwrap().0, fallback);
+    let (status, preview) = app
+        .admin(Method::GET, &format!("/admin/v1/campaigns/{limited}/preview?user_id=cust-9"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(preview["this_campaign"]["reason"], "budget_exhausted", "{preview}");
+}

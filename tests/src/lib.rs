@@ -911,6 +911,14 @@ impl Stack {
         Stack::reply(self.http.post(url).json(&body).send().await?).await
     }
 
+    /// `POST /v1/conversions` on the origin with `{user_id, impression_token}`, as the bank's backend does,
+    /// with the admin key.
+    pub async fn conversion(&self, user: &str, token: &str) -> anyhow::Result<Reply> {
+        let body = serde_json::json!({"user_id": user, "impression_token": token});
+        let request = self.http.post(format!("{}/v1/conversions", self.origin)).bearer_auth(&self.admin_key);
+        Stack::reply(request.json(&body).send().await?).await
+    }
+
     /// A POST to the gateway (`/`, `/pipeline`, `/multi-exec`) with `token` as the bearer token, if any.
     pub async fn gateway_call(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<Reply> {
         let mut request = self.http.post(format!("{}{path}", self.gateway)).json(body);

@@ -627,3 +627,52 @@ async fn edge_and_origin_answer_bad_requests_alike() {
         differences.join("\n")
     );
 }
+
+#[tokio::test]
+async fn events_and_holdouts_from_the_edge_reach_the_campaign_stats() {
+    let stack = Stack::start().await.unwrap();
+    let variants = json!([{"key": "a", "weight": 50}, {"key": "control", "weight": 50, "control": true}]);
+    let id = stack.live_campaign(&with(campaign("Measured"), "variants", variants)).await.unwrap();
+    let (mut impressions, mut clicks, mut conversions, mut held_out) = (0, 0, 0, 0);
+    for n in 0..40 {
+        let user = format!("m-{n}");
+        let popup = stack.popup(Side::Edge, &format!("user_id={user}")).await.unwrap();
+        if served(&popup).is_none() {
+            held_out += 1;
+            continue;
+        }
+        let token = popup.token().unwrap();
+        let event = stack.event(Side::Edge, id, "impression", &user, token).await.unwrap();
+        assert_eq!(event.status, StatusCode::ACCEPTED, "{}", event.body);
+        impressions += 1;
+        if n % 2 == 0 {
+            assert_eq!(
+                stack.event(Side::Edge, id, "click", &user, token).await.unwrap().status,
+                StatusCode::ACCEPTED
+            );
+            clicks += 1;
+            let conversion = stack.conversion(&user, token).await.unwrap();
+            assert_eq!(conversion.status, StatusCode::ACCEPTED, "{}", conversion.body);
+            conversions += 1;
+        }
+    }
+    assert!(impressions > 0 && held_out > 0, "both arms drawn: {impressions} shown, {held_out} held out");
+    // The origin's ingest worker moves the stream into Postgres within moments.
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = stack.admin(Method::GET, &format!("/campaigns/{id}/stats"), None).await.unwrap().body;
+        let variant = |key: &str| {
+            stats["variants"].as_array().and_then(|v| v.iter().find(|r| r["variant"] == key).cloned())
+        };
+        let (a, control) = (variant("a"), variant("control"));
+        if a.as_ref().is_some_and(|a| a["impressions"] == impressions && a["conversions"] == conversions)
+            && control.is_some_and(|c| c["holdouts"] == held_out)
+        {
+            let a = a.unwrap();
+            assert_eq!((a["clicks"].as_i64(), a["unique_users"].as_i64()), (Some(clicks), Some(impressions)));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("stats never matched {impressions} impressions, {clicks} clicks, {conversions} conversions, {held_out} held out: {stats}\n{}", stack.log_tails());
+}

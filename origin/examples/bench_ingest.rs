@@ -1,0 +1,122 @@
+//! Pushes events through the Redis stream into Postgres with the ingest workers and prints events/s end to
+//! end. Run by `scripts/bench-events`, which gives it a database of its own; see that script for settings.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use popup_core::ids::{CampaignId, Timestamp, UserId};
+use popup_core::store::EventKind;
+use popup_core::stream::Record;
+use popup_origin::ingest::{IngestSettings, Ingester};
+use popup_origin::{AppState, Config};
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: Config,
+    /// Events to push.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Ingest workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Events appended per pipeline by the producer.
+    #[arg(long, default_value_t = 10_000)]
+    append_batch: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = args.config;
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&config.database_url).await?;
+    popup_origin::MIGRATOR.run(&db).await?;
+    let state = AppState::new(&config, db.clone())?;
+    let mut redis =
+        redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+    let _: () = redis::cmd("DEL").arg(state.keys.events()).query_async(&mut redis).await?;
+
+    let settings = IngestSettings {
+        batch: config.ingest_batch,
+        claim_idle: Duration::from_secs(30),
+        block: Duration::from_millis(100),
+        retention_days: 30,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for n in 0..args.workers {
+        let ingester =
+            Ingester::connect(state.clone(), &config.redis_url, format!("bench-{n}"), settings.clone())
+                .await?;
+        workers.push(tokio::spawn(ingester.run(stopped.clone())));
+    }
+
+    let now = chrono::Utc::now().timestamp();
+    let kinds = [EventKind::Impression, EventKind::Impression, EventKind::Click, EventKind::Dismiss];
+    let started = Instant::now();
+    let producer = {
+        let keys = state.keys.clone();
+        let (total, batch) = (args.events, args.append_batch.max(1));
+        tokio::spawn(async move {
+            let mut next = 0;
+            while next < total {
+                let mut pipe = redis::pipe();
+                for i in next..(next + batch).min(total) {
+                    let kind = kinds[i % kinds.len()];
+                    let record = Record {
+                        id: format!("bench{i:09}:{}", kind.as_str()),
+                        kind,
+                        user: UserId::parse(&format!("cust-{:06}", i % 100_000))?,
+                        campaign: CampaignId(1 + (i % 20) as u64),
+                        variant: ["a", "b"][i % 2].into(),
+                        at: Timestamp(now),
+                        // Two days of served times, so two partitions take rows.
+                        served: Timestamp(now - (i % 2) as i64 * 86_400),
+                    };
+                    let command = record.append(&keys);
+                    let mut cmd = redis::cmd(command.name());
+                    for arg in command.arguments() {
+                        cmd.arg(arg);
+                    }
+                    pipe.add_command(cmd).ignore();
+                }
+                let _: () = pipe.query_async(&mut redis).await?;
+                next += batch;
+            }
+            anyhow::Ok(started.elapsed())
+        })
+    };
+    let appended_in = producer.await??;
+
+    let expected = args.events as i64;
+    let mut stored: i64 = 0;
+    while stored < expected && started.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stored = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db).await?;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    for worker in workers {
+        worker.await?;
+    }
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT event_id) FROM events").fetch_one(&db).await?;
+    let rate = stored as f64 / elapsed.as_secs_f64();
+    println!("events posted:              {expected}");
+    println!(
+        "appended to the stream in:  {:.2} s ({:.0} events/s)",
+        appended_in.as_secs_f64(),
+        expected as f64 / appended_in.as_secs_f64()
+    );
+    println!("stored in postgres:         {stored} ({distinct} distinct ids)");
+    println!("end to end:                 {:.2} s", elapsed.as_secs_f64());
+    println!(
+        "end-to-end rate:            {rate:.0} events/s (target >= 100000: {})",
+        if rate >= 100_000.0 { "met" } else { "missed" }
+    );
+    println!("workers / batch:            {} / {}", args.workers, config.ingest_batch);
+    if stored != expected || distinct != expected {
+        anyhow::bail!("postgres holds {stored} events ({distinct} distinct), {expected} were posted");
+    }
+    Ok(())
+}

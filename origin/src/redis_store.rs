@@ -110,7 +110,8 @@ impl RedisStore {
     }
 }
 
-fn to_cmd(command: &Command) -> redis::Cmd {
+/// A core command as a redis-rs command.
+pub fn to_cmd(command: &Command) -> redis::Cmd {
     let mut cmd = redis::cmd(command.name());
     for arg in command.args().iter().skip(1) {
         cmd.arg(arg);

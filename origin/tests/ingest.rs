@@ -13,6 +13,7 @@ use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::store::EventKind;
 use popup_core::stream::Record;
 use popup_origin::ingest::{drop_expired_partitions, IngestSettings, Ingester};
+use popup_origin::redis_store::to_cmd;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -51,12 +52,7 @@ fn append(app: &TestApp, records: &[Record]) {
     let mut redis = app.redis();
     let mut pipe = redis::pipe();
     for record in records {
-        let command = record.append(&app.state.keys);
-        let mut cmd = redis::cmd(command.name());
-        for arg in command.arguments() {
-            cmd.arg(arg);
-        }
-        pipe.add_command(cmd);
+        pipe.add_command(to_cmd(&record.append(&app.state.keys)));
     }
     let _: () = pipe.query(&mut redis).unwrap();
 }
@@ -144,6 +140,36 @@ async fn a_consumer_killed_mid_batch_loses_nothing_and_duplicates_nothing(db: Pg
     assert_eq!(first_at.timestamp(), t);
     assert_eq!(pending(&app), 0);
     assert_eq!(stream_length(&app), 0, "everything stored is trimmed");
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn workers_running_at_once_share_the_stream(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let t = now();
+    let records: Vec<Record> = (0..3000)
+        .map(|i| record(&format!("s{i}"), EventKind::Impression, &format!("u{i}"), 1 + i as u64 % 4, "a", t))
+        .collect();
+    append(&app, &records);
+    let mut one = ingester(&app, "one", 60_000).await;
+    let mut two = ingester(&app, "two", 60_000).await;
+    let (mut read_by_one, mut read_by_two) = (0, 0);
+    loop {
+        let (a, b) = tokio::join!(one.step(), two.step());
+        let (a, b) = (a.unwrap(), b.unwrap());
+        read_by_one += a.read;
+        read_by_two += b.read;
+        if a.read == 0 && b.read == 0 {
+            break;
+        }
+    }
+    assert!(read_by_one > 0 && read_by_two > 0, "both took part: {read_by_one} and {read_by_two}");
+    assert_eq!(read_by_one + read_by_two, 3000, "no entry was delivered twice");
+    assert_eq!(stored_ids(&db).await.len(), 3000);
+    let totals: Vec<i64> = sqlx::query_scalar("SELECT impressions FROM campaign_totals ORDER BY campaign_id")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(totals, [750, 750, 750, 750]);
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]

@@ -337,6 +337,9 @@ impl Ingester {
             let Some(oldest) = oldest_unacknowledged else { return Ok(()) };
             boundary = Some(boundary.map_or(oldest, |b| b.min(oldest)));
             if group.name == GROUP {
+                // Unread plus unacknowledged: how far the table is behind the stream.
+                let behind = group.lag.unwrap_or(0) + group.pending;
+                metrics::gauge!("popup_ingest_behind_events").set(behind as f64);
                 self.forget_departed_consumers().await?;
             }
         }

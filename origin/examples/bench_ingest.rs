@@ -119,10 +119,15 @@ async fn main() -> anyhow::Result<()> {
         expected as f64 / appended_in.as_secs_f64()
     );
     println!("stored in postgres:         {stored} ({distinct} distinct ids)");
-    println!("end to end:                 {:.2} s", elapsed.as_secs_f64());
+    println!("stream to postgres:         {:.2} s", ingest_elapsed.as_secs_f64());
     println!(
-        "end-to-end rate:            {rate:.0} events/s (target >= 100000: {})",
+        "ingest rate:                {rate:.0} events/s (target >= 100000: {})",
         if rate >= 100_000.0 { "met" } else { "missed" }
+    );
+    println!(
+        "appends, then ingest:       {:.2} s ({:.0} events/s)",
+        elapsed.as_secs_f64(),
+        stored as f64 / elapsed.as_secs_f64()
     );
     println!("workers / batch:            {} / {}", args.workers, config.ingest_batch);
     if stored != expected || distinct != expected {

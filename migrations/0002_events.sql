@@ -11,7 +11,7 @@ CREATE TABLE events (
     campaign_id bigint      NOT NULL,
     variant     text        NOT NULL,
     at          timestamptz NOT NULL,
-    PRIMARY KEY (event_id, served_at)
+    PRIMARY KEY (served_at, event_id)
 ) PARTITION BY RANGE (served_at);
 
 -- Lifetime impressions per campaign, kept by ingest in the statement that stores the events, so budgets are

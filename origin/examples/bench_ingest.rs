@@ -64,8 +64,12 @@ async fn main() -> anyhow::Result<()> {
                         campaign: CampaignId(1 + (i % 20) as u64),
                         variant: ["a", "b"][i % 2].into(),
                         at: Timestamp(now),
-                        // Two days of served times, so two partitions take rows.
-                        served: Timestamp(now - (i % 2) as i64 * 86_400),
+                        // Served over the last hour in arrival order, as a live stream is, and one event
+                        // in ten a day earlier (a late click on yesterday's popup): two partitions.
+                        served: Timestamp(
+                            now - 3600 + (i as i64 * 3600) / total as i64
+                                - if i % 10 == 0 { 86_400 } else { 0 },
+                        ),
                     };
                     pipe.add_command(to_cmd(&record.append(&keys))).ignore();
                 }

@@ -10,6 +10,8 @@
 //! - [`projection`]: Postgres into Redis, and the reconcile loop.
 //! - [`redis_store`]: carries the core's command plans to Redis, with a deadline.
 //! - [`ops`]: health, readiness, metrics.
+//! - [`messaging`]: outbound SMS and WhatsApp: customers, message campaigns, sending, and the
+//!   `popup-origin messenger` worker.
 //! - [`gateway`]: `popup-origin gateway`, the Upstash REST protocol in front of Redis, for the edge.
 
 pub mod admin;
@@ -18,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod messaging;
 pub mod ops;
 pub mod projection;
 pub mod public;

@@ -120,7 +120,8 @@ struct MockState {
     accepted: HashMap<String, String>,
     deliveries: Vec<Delivery>,
     requests: u64,
-    started: Vec<Instant>,
+    /// Every send received: message id, attempt, when.
+    received: Vec<(i64, i32, Instant)>,
 }
 
 impl MockProvider {
@@ -138,9 +139,9 @@ impl MockProvider {
         self.state.lock().map(|s| s.requests).unwrap_or_default()
     }
 
-    /// When each send was received, failures included.
-    pub fn request_times(&self) -> Vec<Instant> {
-        self.state.lock().map(|s| s.started.clone()).unwrap_or_default()
+    /// Every send received, repeats and failures included: message id, attempt, and when.
+    pub fn received(&self) -> Vec<(i64, i32, Instant)> {
+        self.state.lock().map(|s| s.received.clone()).unwrap_or_default()
     }
 
     fn latency(&self) -> Duration {
@@ -166,7 +167,7 @@ impl Provider for MockProvider {
             let previous = match self.state.lock() {
                 Ok(mut state) => {
                     state.requests += 1;
-                    state.started.push(received);
+                    state.received.push((message.message_id, message.attempt, received));
                     state.accepted.get(&key).cloned()
                 }
                 Err(_) => return Err(SendError::retryable("mock provider state poisoned")),

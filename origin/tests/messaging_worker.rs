@@ -234,6 +234,12 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice(db: PgPool) {
             .fetch_all(&db)
             .await
             .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM message_campaigns WHERE id = $1")
+        .bind(campaign)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
     let fake = fake.lock().unwrap();
     // Accepted keys per message: a message accepted under two attempts would have been delivered twice.
     let mut accepted: HashMap<i64, Vec<(&String, &String)>> = HashMap::new();
@@ -257,12 +263,6 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice(db: PgPool) {
         fake.replays > 0,
         "the restarted worker sent the dead one's attempts again, and the fake deduplicated"
     );
-    let status: String = sqlx::query_scalar("SELECT status FROM message_campaigns WHERE id = $1")
-        .bind(campaign)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(status, "sent");
     let distinct: HashSet<&String> = fake.accepted.values().collect();
     assert_eq!(distinct.len(), fake.accepted.len());
 }

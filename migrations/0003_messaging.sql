@@ -43,8 +43,16 @@ CREATE TABLE messages (
     phone                TEXT NOT NULL,
     body                 TEXT NOT NULL,
     status               TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
-    -- Attempts started. The provider's idempotency key is msg-<id>-<attempts>.
+    -- Attempts started.
     attempts             INT NOT NULL DEFAULT 0,
+    -- Attempts over the message's whole life: unlike attempts, never reset by a re-queue, so no key is
+    -- ever used for two different sends.
+    key_seq              INT NOT NULL DEFAULT 0,
+    -- The key the provider deduplicates on, msg-<id>-<key_seq>. An attempt whose outcome is unknown (a
+    -- timeout, a lost response) passes its key on to the next one (see outcome_unknown).
+    idempotency_key      TEXT,
+    -- The last attempt may have been delivered: the next attempt reuses its idempotency key.
+    outcome_unknown      BOOLEAN NOT NULL DEFAULT false,
     next_attempt_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- While 'sending': the worker holding the message and until when. An expired lease is taken over.
     lease_owner          TEXT,

@@ -78,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         latency_max: Duration::from_millis(max),
         failure_rate,
         fail_attempts_up_to: 0,
+        lose_first_answer: false,
     }));
     let metrics = Arc::new(WorkerMetrics::default());
     let options = WorkerOptions {

@@ -12,7 +12,9 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use common::*;
-use popup_origin::messaging::provider::{MockOptions, MockProvider, Outbound, Provider, INVALID_NUMBER};
+use popup_origin::messaging::provider::{
+    idempotency_key, MockOptions, MockProvider, Outbound, Provider, INVALID_NUMBER,
+};
 use popup_origin::messaging::worker::{self, WorkerMetrics, WorkerOptions};
 use popup_origin::messaging::Channel;
 use serde_json::{json, Value};
@@ -475,7 +477,12 @@ async fn a_campaign_whose_messages_all_fail_is_failed_and_requeue_revives_it(db:
     })
     .await;
     running.stop().await;
-    assert_eq!(healthy.deliveries().len(), 5);
+    let deliveries = healthy.deliveries();
+    assert_eq!(deliveries.len(), 5);
+    for delivery in &deliveries {
+        assert_eq!(delivery.key, idempotency_key(delivery.message_id, 4), "a re-queue never reuses a key");
+        assert_eq!(delivery.attempt, 1, "with a fresh set of attempts");
+    }
     let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'requeue'")
         .fetch_one(&app.state.db)
         .await
@@ -599,14 +606,22 @@ async fn a_taken_over_lease_resends_the_same_attempt_and_the_provider_dedupes(db
     // A worker that died: it claimed every message (attempt 1), the provider accepted the first one, and
     // nothing was recorded. Its lease has run out.
     let claimed: Vec<(i64, String, String)> = sqlx::query_as(
-        "UPDATE messages SET status = 'sending', attempts = 1, lease_owner = 'dead', lease_until = now() - interval '1 second'
+        "UPDATE messages SET status = 'sending', attempts = 1, key_seq = 1, idempotency_key = 'msg-' || id || '-1',
+             lease_owner = 'dead', lease_until = now() - interval '1 second'
          RETURNING id, phone, body",
     )
     .fetch_all(&app.state.db)
     .await
     .unwrap();
     let (first, phone, body) = claimed.iter().min_by_key(|(id, _, _)| *id).cloned().unwrap();
-    let outbound = Outbound { message_id: first, attempt: 1, channel: Channel::Sms, to: phone, body };
+    let outbound = Outbound {
+        message_id: first,
+        attempt: 1,
+        idempotency_key: idempotency_key(first, 1),
+        channel: Channel::Sms,
+        to: phone,
+        body,
+    };
     let accepted = provider.send(&outbound).await.unwrap();
 
     let running = RunningWorker::start(&app.state.db, provider.clone(), fast_options());
@@ -736,4 +751,33 @@ async fn pages_stay_stable_while_rows_are_inserted(db: PgPool) {
     assert_eq!(list["total"], 6);
     let (status, _) = app.admin(Method::GET, "/admin/v1/message-campaigns?status=bogus", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn an_attempt_without_an_answer_is_retried_under_the_same_key(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let ids = customers(&app, 8).await;
+    let id = campaign(&app, sms("timeouts")).await;
+    send(&app, id, json!({"customer_ids": ids})).await;
+    // The provider accepts every first send but the answer never arrives (a client timeout).
+    let provider = Arc::new(MockProvider::new(MockOptions { lose_first_answer: true, ..fast_mock() }));
+    let options = WorkerOptions { backoff_base: Duration::from_millis(20), ..fast_options() };
+    let running = RunningWorker::start(&app.state.db, provider.clone(), options);
+    let db = app.state.db.clone();
+    wait_until("the campaign to be sent", Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { campaign_status(&db, id).await == "sent" }
+    })
+    .await;
+    running.stop().await;
+    let rows: Vec<(i64, i32, String)> = sqlx::query_as("SELECT id, attempts, idempotency_key FROM messages")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+    for (message, attempts, key) in rows {
+        assert_eq!(attempts, 2, "message {message}: one retry");
+        assert_eq!(key, idempotency_key(message, 1), "message {message}: the retry reused the first key");
+    }
+    assert_eq!(provider.deliveries().len(), 8, "each delivered once");
+    assert_eq!(provider.received().len(), 16);
 }

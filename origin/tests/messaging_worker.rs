@@ -229,8 +229,8 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice(db: PgPool) {
     let sent = count(&db, "sent").await;
     let failed = count(&db, "failed").await;
     assert_eq!(sent + failed, total as i64, "every message is sent or failed");
-    let rows: Vec<(i64, String, i32, Option<String>)> =
-        sqlx::query_as("SELECT id, status, attempts, provider_message_id FROM messages")
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, status, idempotency_key, provider_message_id FROM messages")
             .fetch_all(&db)
             .await
             .unwrap();
@@ -247,13 +247,13 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice(db: PgPool) {
         let id: i64 = key.strip_prefix("msg-").unwrap().rsplit_once('-').unwrap().0.parse().unwrap();
         accepted.entry(id).or_default().push((key, sid));
     }
-    for (id, status, attempts, provider_id) in &rows {
+    for (id, status, key, provider_id) in &rows {
         let keys = accepted.get(id).map(Vec::as_slice).unwrap_or_default();
         assert!(keys.len() <= 1, "message {id} was accepted {} times: {keys:?}", keys.len());
         if status == "sent" {
             assert_eq!(keys.len(), 1, "message {id} is sent but the provider never accepted it");
             assert_eq!(provider_id.as_ref(), Some(keys[0].1), "message {id} records the provider's sid");
-            assert_eq!(keys[0].0, &format!("msg-{id}-{attempts}"));
+            assert_eq!(Some(keys[0].0), key.as_ref(), "message {id} records the key that was accepted");
         } else {
             assert!(keys.is_empty(), "message {id} failed but was accepted");
         }

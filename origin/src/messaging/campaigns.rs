@@ -217,6 +217,7 @@ pub struct MessageView {
     pub body: String,
     pub status: String,
     pub attempts: i32,
+    pub idempotency_key: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub provider_message_id: Option<String>,
@@ -227,7 +228,7 @@ pub struct MessageView {
 
 pub const MESSAGE_SELECT: &str =
     "SELECT id, campaign_id, customer_id, channel, phone, body, status, attempts, \
-                                  next_attempt_at, last_error, provider_message_id, sent_at, created_at, \
+                                  idempotency_key, next_attempt_at, last_error, provider_message_id, sent_at, created_at, \
                                   updated_at FROM messages";
 
 #[derive(Debug, Deserialize)]

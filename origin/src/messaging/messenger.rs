@@ -142,6 +142,7 @@ impl MessengerConfig {
                 latency_max: Duration::from_millis(self.mock_latency_ms.1),
                 failure_rate: self.mock_failure_rate.clamp(0.0, 1.0),
                 fail_attempts_up_to: 0,
+                lose_first_answer: false,
             })),
             ProviderKind::Twilio => {
                 if self.twilio_account_sid.is_empty() || self.twilio_auth_token.is_empty() {

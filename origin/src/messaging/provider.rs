@@ -1,10 +1,10 @@
 //! Providers: who actually delivers an SMS or WhatsApp message. One trait, two implementations: a mock that
 //! behaves like a real provider (latency, failures, idempotency), and a client of Twilio's Messages API.
 //!
-//! Every send carries an idempotency key, `msg-<message id>-<attempt>`. A worker that dies after the
-//! provider accepted a message but before it recorded that leaves the attempt's outcome unknown; the next
-//! worker sends the same attempt again with the same key, and the provider answers with the first result
-//! instead of delivering twice.
+//! Every send carries an idempotency key, `msg-<message id>-<n>` (see [`super::worker`]). When an attempt's outcome is unknown
+//! (the worker died after the provider accepted, or the response was lost to a timeout), the message is
+//! sent again under the same key, and the provider answers with its first result instead of delivering
+//! twice.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,15 +20,11 @@ use super::Channel;
 pub struct Outbound {
     pub message_id: i64,
     pub attempt: i32,
+    /// Made by the claim: a new one per attempt, or an earlier attempt's when that one's outcome is unknown.
+    pub idempotency_key: String,
     pub channel: Channel,
     pub to: String,
     pub body: String,
-}
-
-impl Outbound {
-    pub fn idempotency_key(&self) -> String {
-        idempotency_key(self.message_id, self.attempt)
-    }
 }
 
 pub fn idempotency_key(message_id: i64, attempt: i32) -> String {
@@ -41,16 +37,25 @@ pub fn idempotency_key(message_id: i64, attempt: i32) -> String {
 pub struct SendError {
     /// Worth another attempt later (timeouts, 429, 5xx); otherwise the message fails now (bad number).
     pub retryable: bool,
+    /// The provider may have accepted the message (a timeout, a connection lost after the request went
+    /// out): the next attempt must reuse this attempt's idempotency key.
+    pub maybe_delivered: bool,
     pub message: String,
 }
 
 impl SendError {
+    /// The provider refused it this time, and said so.
     pub fn retryable(message: impl Into<String>) -> SendError {
-        SendError { retryable: true, message: message.into() }
+        SendError { retryable: true, maybe_delivered: false, message: message.into() }
+    }
+
+    /// No answer: the message may or may not have been accepted.
+    pub fn unknown(message: impl Into<String>) -> SendError {
+        SendError { retryable: true, maybe_delivered: true, message: message.into() }
     }
 
     pub fn permanent(message: impl Into<String>) -> SendError {
-        SendError { retryable: false, message: message.into() }
+        SendError { retryable: false, maybe_delivered: false, message: message.into() }
     }
 }
 
@@ -93,6 +98,8 @@ pub struct MockOptions {
     /// Every message's first attempts up to this number fail with a retryable error: a provider that is
     /// down for a while, in a form tests can count on.
     pub fail_attempts_up_to: i32,
+    /// Every message's first send is accepted but its answer is lost (a timeout at the client).
+    pub lose_first_answer: bool,
 }
 
 impl Default for MockOptions {
@@ -102,6 +109,7 @@ impl Default for MockOptions {
             latency_max: Duration::from_millis(200),
             failure_rate: 0.0,
             fail_attempts_up_to: 0,
+            lose_first_answer: false,
         }
     }
 }
@@ -163,7 +171,7 @@ impl Provider for MockProvider {
     fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, Result<String, SendError>> {
         Box::pin(async move {
             let received = Instant::now();
-            let key = message.idempotency_key();
+            let key = message.idempotency_key.clone();
             let previous = match self.state.lock() {
                 Ok(mut state) => {
                     state.requests += 1;
@@ -196,6 +204,9 @@ impl Provider for MockProvider {
                     channel: message.channel,
                     at: received,
                 });
+            }
+            if self.options.lose_first_answer {
+                return Err(SendError::unknown("timed out waiting for the answer"));
             }
             Ok(id)
         })
@@ -299,23 +310,29 @@ impl Provider for TwilioProvider {
                 .client
                 .post(url)
                 .basic_auth(&self.account_sid, Some(&self.auth_token))
-                .header("I-Twilio-Idempotency-Token", message.idempotency_key())
+                .header("I-Twilio-Idempotency-Token", &message.idempotency_key)
                 .form(&form)
                 .send()
                 .await
-                // Connection refused, reset or timed out: the provider may or may not have it; a retry
-                // with a new attempt is what Twilio's own guidance suggests.
-                .map_err(|e| SendError::retryable(format!("request failed: {e}")))?;
+                // Refused before the request went out: certainly not delivered. Anything else (a reset,
+                // a timeout) may have reached Twilio, so the retry must carry the same key.
+                .map_err(|e| {
+                    if e.is_connect() {
+                        SendError::retryable(format!("could not connect: {e}"))
+                    } else {
+                        SendError::unknown(format!("request failed: {e}"))
+                    }
+                })?;
             let status = response.status().as_u16();
             let body = response
                 .bytes()
                 .await
-                .map_err(|e| SendError::retryable(format!("reading the response failed: {e}")))?;
+                .map_err(|e| SendError::unknown(format!("reading the response failed: {e}")))?;
             if !(200..300).contains(&status) {
                 return Err(classify(status, &body));
             }
             let accepted: TwilioMessage = serde_json::from_slice(&body)
-                .map_err(|e| SendError::retryable(format!("unreadable response: {e}")))?;
+                .map_err(|e| SendError::unknown(format!("unreadable response: {e}")))?;
             Ok(accepted.sid)
         })
     }
@@ -358,6 +375,7 @@ mod tests {
         let message = Outbound {
             message_id: 7,
             attempt: 1,
+            idempotency_key: idempotency_key(7, 1),
             channel: Channel::Sms,
             to: "+6281234567".into(),
             body: "hi".into(),
@@ -368,9 +386,14 @@ mod tests {
         assert_eq!(first, again);
         assert_eq!(mock.deliveries().len(), 1);
         assert_eq!(mock.requests(), 2);
-        let next = Outbound { attempt: 2, ..message.clone() };
+        let next = Outbound { attempt: 2, idempotency_key: idempotency_key(7, 2), ..message.clone() };
         assert_ne!(mock.send(&next).await, first, "a new attempt is a new delivery");
-        let bad = Outbound { message_id: 8, to: INVALID_NUMBER.into(), ..message };
+        let bad = Outbound {
+            message_id: 8,
+            idempotency_key: idempotency_key(8, 1),
+            to: INVALID_NUMBER.into(),
+            ..message
+        };
         assert!(!mock.send(&bad).await.unwrap_err().retryable);
     }
 }

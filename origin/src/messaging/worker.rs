@@ -6,13 +6,21 @@
 //! lease: `sent`, `failed`, or `pending` again with `next_attempt_at` pushed back (exponential backoff with
 //! jitter) while attempts remain.
 //!
+//! Each attempt gets an idempotency key for the provider, `msg-<id>-<n>`, n counting the message's attempts
+//! over its whole life (a re-queue resets `attempts` but never n, so no key is used for two sends).
+//!
 //! **A worker that dies** leaves its messages `sending` with a lease that runs out; any worker then takes
 //! them over *without* starting a new attempt. The dead worker may have handed such a message to the
 //! provider already (the provider accepted, the worker died before writing `sent`), so the outcome of that
-//! attempt is unknown. Sending the same attempt again sends the same idempotency key
-//! (`msg-<id>-<attempt>`), and the provider answers with its first result rather than delivering twice.
-//! Bumping the attempt there would make a new key and a second delivery. A side effect: a message that
+//! attempt is unknown. Sending the same attempt again sends the same idempotency key, and the provider
+//! answers with its first result rather than delivering twice. Bumping the attempt there would make a new
+//! key and a second delivery. A side effect: a message that
 //! kills every worker that touches it is retried without end; none is known, and the logs show it.
+//!
+//! **An attempt without an answer** (a timeout, a connection lost after the request went out) may have been
+//! delivered too. It is retried like any failure, with backoff and within `max_attempts`, but the next
+//! attempt carries the same idempotency key (`outcome_unknown`), so again the provider cannot deliver twice.
+//! If the attempts run out that way the message is `failed` with a last error saying the outcome is unknown.
 //!
 //! An outcome is written only while the message is still `sending` under the same attempt, so a slow worker
 //! whose lease was taken over cannot overwrite a newer state.
@@ -99,9 +107,18 @@ pub fn backoff(attempt: i32, base: Duration, max: Duration, unit: f64) -> Durati
 /// What becomes of a message after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
-    Sent { provider_id: String },
-    Retry { after: Duration, error: String },
-    Failed { error: String },
+    Sent {
+        provider_id: String,
+    },
+    /// `reuse_key`: the attempt may have been delivered, so the next one sends the same idempotency key.
+    Retry {
+        after: Duration,
+        error: String,
+        reuse_key: bool,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// The rule for an attempt's result: sent; or, for a retryable error with attempts left, another attempt
@@ -112,6 +129,13 @@ pub fn decide(attempt: i32, result: Result<String, SendError>, options: &WorkerO
         Err(error) if error.retryable && attempt < options.max_attempts => Next::Retry {
             after: backoff(attempt, options.backoff_base, options.backoff_max, unit),
             error: error.message,
+            reuse_key: error.maybe_delivered,
+        },
+        Err(error) if error.maybe_delivered => Next::Failed {
+            error: format!(
+                "gave up after {attempt} attempts, the last one's outcome unknown: {}",
+                error.message
+            ),
         },
         Err(error) if error.retryable => {
             Next::Failed { error: format!("gave up after {attempt} attempts: {}", error.message) }
@@ -271,7 +295,7 @@ async fn claim(
 ) -> sqlx::Result<Vec<Claimed>> {
     // Expired leases first: they are older work. A pending message starts a new attempt; one taken over
     // from an expired lease keeps its attempt, and so its idempotency key (see the module docs).
-    let rows: Vec<(i64, i32, String, String)> = sqlx::query_as(
+    let rows: Vec<(i64, i32, String, String, String)> = sqlx::query_as(
         "WITH expired AS (
              SELECT id FROM messages
              WHERE status = 'sending' AND channel = $1 AND lease_until < now()
@@ -285,12 +309,19 @@ async fn claim(
          )
          UPDATE messages m SET
              attempts = CASE WHEN m.status = 'pending' THEN m.attempts + 1 ELSE m.attempts END,
+             key_seq = CASE WHEN m.status = 'pending' AND NOT (m.outcome_unknown AND m.idempotency_key IS NOT NULL)
+                 THEN m.key_seq + 1 ELSE m.key_seq END,
+             idempotency_key = CASE
+                 WHEN m.status = 'sending' THEN COALESCE(m.idempotency_key, 'msg-' || m.id || '-' || m.key_seq)
+                 WHEN m.outcome_unknown AND m.idempotency_key IS NOT NULL THEN m.idempotency_key
+                 ELSE 'msg-' || m.id || '-' || (m.key_seq + 1) END,
+             outcome_unknown = false,
              status = 'sending',
              lease_owner = $3,
              lease_until = now() + $4 * interval '1 millisecond',
              updated_at = now()
          FROM picked WHERE m.id = picked.id
-         RETURNING m.id, m.attempts, m.phone, m.body",
+         RETURNING m.id, m.attempts, m.idempotency_key, m.phone, m.body",
     )
     .bind(channel.as_str())
     .bind(limit as i64)
@@ -300,8 +331,8 @@ async fn claim(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(message_id, attempt, to, body)| Claimed {
-            outbound: Outbound { message_id, attempt, channel, to, body },
+        .map(|(message_id, attempt, idempotency_key, to, body)| Claimed {
+            outbound: Outbound { message_id, attempt, idempotency_key, channel, to, body },
         })
         .collect())
 }
@@ -338,16 +369,18 @@ async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
     let mut delays = Vec::with_capacity(batch.len());
     let mut errors: Vec<Option<String>> = Vec::with_capacity(batch.len());
     let mut provider_ids: Vec<Option<String>> = Vec::with_capacity(batch.len());
+    let mut unknown = Vec::with_capacity(batch.len());
     for outcome in batch {
         ids.push(outcome.message_id);
         attempts.push(outcome.attempt);
         let (status, delay, error, provider_id) = match &outcome.next {
             Next::Sent { provider_id } => ("sent", 0.0, None, Some(provider_id.clone())),
-            Next::Retry { after, error } => {
+            Next::Retry { after, error, .. } => {
                 ("pending", after.as_secs_f64() * 1000.0, Some(error.clone()), None)
             }
             Next::Failed { error } => ("failed", 0.0, Some(error.clone()), None),
         };
+        unknown.push(matches!(outcome.next, Next::Retry { reuse_key: true, .. }));
         statuses.push(status);
         delays.push(delay);
         errors.push(error);
@@ -360,12 +393,13 @@ async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
                  THEN now() + o.delay_ms * interval '1 millisecond' ELSE m.next_attempt_at END,
              last_error = CASE WHEN o.status = 'sent' THEN m.last_error ELSE o.error END,
              provider_message_id = o.provider_id,
+             outcome_unknown = o.unknown,
              sent_at = CASE WHEN o.status = 'sent' THEN now() END,
              lease_owner = NULL,
              lease_until = NULL,
              updated_at = now()
-         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::text[])
-             AS o(id, attempt, status, delay_ms, error, provider_id)
+         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::bool[])
+             AS o(id, attempt, status, delay_ms, error, provider_id, unknown)
          WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt
          RETURNING CASE WHEN o.status = 'pending' THEN NULL ELSE m.campaign_id END",
     )
@@ -375,6 +409,7 @@ async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
     .bind(&delays)
     .bind(&errors)
     .bind(&provider_ids)
+    .bind(&unknown)
     .fetch_all(db)
     .await?
     .into_iter()
@@ -459,6 +494,20 @@ mod tests {
             decide(1, Err(SendError::permanent("21211: invalid number")), &options, 0.0),
             Next::Failed { error: "21211: invalid number".into() },
             "a permanent error fails at once"
+        );
+        assert!(matches!(
+            decide(1, Err(SendError::unknown("timeout")), &options, 0.0),
+            Next::Retry { reuse_key: true, .. }
+        ));
+        assert!(matches!(
+            decide(1, Err(SendError::retryable("503")), &options, 0.0),
+            Next::Retry { reuse_key: false, .. }
+        ));
+        assert_eq!(
+            decide(3, Err(SendError::unknown("timeout")), &options, 0.0),
+            Next::Failed {
+                error: "gave up after 3 attempts, the last one's outcome unknown: timeout".into()
+            }
         );
     }
 }

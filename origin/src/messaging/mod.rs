@@ -13,7 +13,8 @@
 //!   [`phone`]: E.164.
 //!
 //! Campaign statuses (seed 002): `draft` -> `sending` -> `sent` | `failed`, or `scheduled` (created with a
-//! `scheduled_at`) -> `sending` at that time once sent. Sending is allowed once, from `draft` or `scheduled`;
+//! `scheduled_at`) -> `sending` at that time. A scheduled campaign still needs a send to name its customers;
+//! sent before its time, its messages are stored at once and become due at that time. Sending is allowed once, from `draft` or `scheduled`;
 //! any other send answers 409. A campaign is `sent` when nothing is pending or sending and at least one
 //! message was sent, `failed` when every message failed. Re-queueing dead messages puts it back to
 //! `sending`.

@@ -18,7 +18,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
 use common::*;
-use popup_origin::messaging::provider::random_below;
+use popup_origin::messaging::provider::{
+    idempotency_key, random_below, Outbound, Provider, TwilioProvider, INVALID_NUMBER,
+};
+use popup_origin::messaging::Channel;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -36,6 +39,7 @@ struct Fake {
     /// Requests received and not yet answered.
     in_progress: u64,
     requests: u64,
+    last_to: Option<String>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -61,8 +65,14 @@ async fn messages(
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap();
-    if form.get("From").map(String::as_str) != Some(FROM) || !form.contains_key("Body") {
+    // WhatsApp messages go to and from `whatsapp:`-prefixed numbers.
+    let number = |field: &str| form.get(field).map(|n| n.trim_start_matches("whatsapp:").to_string());
+    if number("From").as_deref() != Some(FROM) || !form.contains_key("Body") {
         return twilio_error(StatusCode::BAD_REQUEST, 21603, "A 'From' phone number is required.");
+    }
+    fake.lock().unwrap().last_to = form.get("To").cloned();
+    if number("To").as_deref() == Some(INVALID_NUMBER) {
+        return twilio_error(StatusCode::BAD_REQUEST, 21211, "The 'To' number is not a valid phone number.");
     }
     let Some(key) = headers.get("i-twilio-idempotency-token").and_then(|v| v.to_str().ok()).map(String::from)
     else {
@@ -295,4 +305,47 @@ async fn sigterm_drains_the_sends_in_flight_and_exits(db: PgPool) {
 fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_twilio_client_speaks_twilios_protocol() {
+    let (twilio, fake) = fake_twilio().await;
+    let client =
+        |token: &str| TwilioProvider::new(&twilio, SID, token, FROM, Duration::from_secs(5)).unwrap();
+    let provider = client(TOKEN);
+    let message = |id: i64, to: &str| Outbound {
+        message_id: id,
+        attempt: 1,
+        idempotency_key: idempotency_key(id, 1),
+        channel: Channel::Whatsapp,
+        to: to.into(),
+        body: "Halo, promo & diskon 50%!".into(),
+    };
+    // The fake fails one request in twenty with a 503: retry those as the worker would.
+    let mut first = provider.send(&message(1, "+6281234567")).await;
+    while first.as_ref().is_err_and(|e| e.retryable && !e.maybe_delivered) {
+        first = provider.send(&message(1, "+6281234567")).await;
+    }
+    let sid = first.unwrap();
+    assert!(sid.starts_with("SM"), "{sid}");
+    assert_eq!(
+        provider.send(&message(1, "+6281234567")).await.unwrap(),
+        sid,
+        "the same key gets the same answer"
+    );
+    assert_eq!(fake.lock().unwrap().accepted.len(), 1);
+    assert_eq!(fake.lock().unwrap().last_to.as_deref(), Some("whatsapp:+6281234567"));
+
+    let error = provider.send(&message(2, INVALID_NUMBER)).await.unwrap_err();
+    assert!(!error.retryable, "an invalid number is permanent");
+    assert_eq!(error.message, "21211: The 'To' number is not a valid phone number.");
+    let error = client("wrong-token").send(&message(3, "+6281234567")).await.unwrap_err();
+    assert!(!error.retryable);
+    assert!(error.message.starts_with("20003"), "{}", error.message);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let nowhere =
+        TwilioProvider::new(&format!("http://{closed}"), SID, TOKEN, FROM, Duration::from_secs(5)).unwrap();
+    let error = nowhere.send(&message(4, "+6281234567")).await.unwrap_err();
+    assert!(error.retryable && !error.maybe_delivered, "refused before sending: {error:?}");
 }

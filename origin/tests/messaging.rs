@@ -781,3 +781,35 @@ async fn an_attempt_without_an_answer_is_retried_under_the_same_key(db: PgPool) 
     assert_eq!(provider.deliveries().len(), 8, "each delivered once");
     assert_eq!(provider.received().len(), 16);
 }
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_backlog_on_one_channel_does_not_starve_the_other(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let ids = customers(&app, 200).await;
+    let sms_campaign = campaign(&app, sms("big sms")).await;
+    send(&app, sms_campaign, json!({"customer_ids": ids})).await;
+    let wa =
+        campaign(&app, json!({"name": "small wa", "channel": "whatsapp", "base_template": "Halo"})).await;
+    send(&app, wa, json!({"customer_ids": ids[..20]})).await;
+    let provider = Arc::new(MockProvider::new(fast_mock()));
+    let running = RunningWorker::start(
+        &app.state.db,
+        provider.clone(),
+        WorkerOptions { concurrency: 8, ..fast_options() },
+    );
+    let db = app.state.db.clone();
+    wait_until("both campaigns to be sent", Duration::from_secs(60), || {
+        let db = db.clone();
+        async move {
+            campaign_status(&db, sms_campaign).await == "sent" && campaign_status(&db, wa).await == "sent"
+        }
+    })
+    .await;
+    running.stop().await;
+    let mut deliveries = provider.deliveries();
+    deliveries.sort_by_key(|d| d.at);
+    let last_whatsapp = deliveries.iter().rposition(|d| d.channel == Channel::Whatsapp).unwrap();
+    // Taking turns, the 20 WhatsApp messages go out among the first ~40 sends; one after the other, they
+    // would wait for all 200 SMS.
+    assert!(last_whatsapp < 120, "the last WhatsApp message was send number {last_whatsapp} of 220");
+}

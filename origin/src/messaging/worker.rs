@@ -183,6 +183,8 @@ pub async fn run(
     // instead of asking again on every finished send.
     let mut rest_until = [start, start];
     let mut next_sweep = start;
+    // The channel that claims first takes turns, so a backlog on one cannot starve the other.
+    let mut first = 0;
     tracing::info!(worker = %options.worker_id, concurrency, "message worker started");
 
     loop {
@@ -198,7 +200,10 @@ pub async fn run(
         }
         let mut wait = options.poll_interval;
         if concurrency - in_flight.len() >= claim_threshold || in_flight.is_empty() {
-            for (index, (channel, bucket)) in buckets.iter_mut().enumerate() {
+            first = (first + 1) % buckets.len();
+            for turn in 0..buckets.len() {
+                let index = (first + turn) % buckets.len();
+                let (channel, bucket) = &mut buckets[index];
                 let now = Instant::now();
                 let free = concurrency - in_flight.len();
                 if free == 0 || now < rest_until[index] {

@@ -115,7 +115,9 @@ impl Default for MockOptions {
 }
 
 /// A provider in memory with a real one's manners: it takes time, it fails now and then, it rejects numbers
-/// it cannot deliver to (here [`INVALID_NUMBER`], Twilio's test number for that), and it deduplicates by idempotency key.
+/// it cannot deliver to (here [`INVALID_NUMBER`], Twilio's test number for that), and it deduplicates by
+/// idempotency key. It remembers every send (about 100 bytes each) so tests can count deliveries: it is for
+/// tests, benchmarks and demos, not for a process that runs for months.
 #[derive(Debug, Default)]
 pub struct MockProvider {
     options: MockOptions,

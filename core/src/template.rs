@@ -37,7 +37,7 @@ use core::str::Chars;
 
 /// The customer fields a message may use.
 pub const CUSTOMER_PLACEHOLDERS: &[&str] =
-    &["first_name", "last_name", "location", "preferred_product", "phone"];
+    &["first_name", "last_name", "location", "preferred_product", "phone", "email"];
 
 /// The longest template source accepted, in bytes. Popups and push messages are short; the bound keeps a
 /// catalog entry small and rendering cheap.
@@ -262,11 +262,12 @@ mod tests {
             ("location", "Surabaya"),
             ("preferred_product", "KPR"),
             ("phone", "+62 812 0000"),
+            ("email", "budi@example.com"),
         ];
         check(
-            "{first_name} {last_name} ({location}): {preferred_product}, call {phone}",
+            "{first_name} {last_name} ({location}): {preferred_product}, call {phone} or mail {email}",
             &values,
-            "Budi Santoso (Surabaya): KPR, call +62 812 0000",
+            "Budi Santoso (Surabaya): KPR, call +62 812 0000 or mail budi@example.com",
         );
         let template = Template::parse("{phone}{first_name} {phone}", CUSTOMER_PLACEHOLDERS).unwrap();
         assert_eq!(template.placeholders().collect::<Vec<_>>(), vec!["phone", "first_name", "phone"]);

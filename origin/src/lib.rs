@@ -11,6 +11,8 @@
 //! - [`ingest`]: the events stream into Postgres, exactly once per event.
 //! - [`redis_store`]: carries the core's command plans to Redis, with a deadline.
 //! - [`ops`]: health, readiness, metrics.
+//! - [`messaging`]: outbound SMS and WhatsApp: customers, message campaigns, sending, and the
+//!   `popup-origin messenger` worker.
 //! - [`gateway`]: `popup-origin gateway`, the Upstash REST protocol in front of Redis, for the edge.
 
 pub mod admin;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod ingest;
+pub mod messaging;
 pub mod ops;
 pub mod projection;
 pub mod public;

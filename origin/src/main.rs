@@ -1,5 +1,7 @@
 //! `popup-origin serve` runs the service; `popup-origin migrate` only applies the migrations;
-//! `popup-origin ingest` only moves events into Postgres; `popup-origin gateway` serves the Upstash REST protocol in front of Redis for the edge.
+//! `popup-origin ingest` only moves events into Postgres; `popup-origin gateway` serves the Upstash REST
+//! protocol in front of Redis for the edge; `popup-origin messenger` delivers outbound SMS and WhatsApp
+//! messages.
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -19,6 +21,8 @@ enum Command {
     Ingest(Box<popup_origin::Config>),
     /// Serve the Upstash REST protocol in front of Redis, for the edge: only its commands on its keys.
     Gateway(Box<popup_origin::gateway::GatewayConfig>),
+    /// Deliver outbound SMS and WhatsApp messages: the worker that drains the message queue in Postgres.
+    Messenger(Box<popup_origin::messaging::messenger::MessengerConfig>),
     /// Apply the database migrations and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -35,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => popup_origin::serve(*config).await,
         Command::Ingest(config) => popup_origin::ingest_only(*config).await,
         Command::Gateway(config) => popup_origin::gateway::serve(*config).await,
+        Command::Messenger(config) => popup_origin::messaging::messenger::run(*config).await,
         Command::Migrate { database_url } => {
             let db = sqlx::PgPool::connect(&database_url).await?;
             popup_origin::MIGRATOR.run(&db).await?;

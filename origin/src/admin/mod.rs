@@ -35,4 +35,5 @@ pub fn router() -> Router<AppState> {
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/audit", get(audit::list))
+        .merge(crate::messaging::router())
 }

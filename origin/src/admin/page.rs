@@ -1,5 +1,9 @@
 //! Stable pagination: `page` (from 1) and `page_size` (1 to 100, default 20), newest first by id, with the
 //! total count and the number of pages.
+//!
+//! Lists that grow while someone pages through them also answer `as_of`, the newest id the first page saw;
+//! a client that passes it back (`?as_of=...`) pages through that snapshot, so rows inserted meanwhile
+//! neither shift later pages nor appear twice.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,11 +51,19 @@ pub struct Paged<T> {
     pub page_size: i64,
     pub total: i64,
     pub pages: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<i64>,
 }
 
 impl<T> Paged<T> {
     pub fn new(items: Vec<T>, page: Page, total: i64) -> Paged<T> {
         let pages = (total + page.page_size - 1) / page.page_size;
-        Paged { items, page: page.page, page_size: page.page_size, total, pages }
+        Paged { items, page: page.page, page_size: page.page_size, total, pages, as_of: None }
+    }
+
+    /// Marks the page as part of the snapshot of ids up to `as_of`.
+    pub fn as_of(mut self, as_of: i64) -> Paged<T> {
+        self.as_of = Some(as_of);
+        self
     }
 }

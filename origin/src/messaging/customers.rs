@@ -1,0 +1,589 @@
+//! `/admin/v1/customers`: the people messages go to. Create one, import many from CSV (streamed), read, list.
+//!
+//! The phone is required and must be E.164; every other field is optional and stored as NULL when blank
+//! (a template renders a missing field as its fallback, or nothing).
+//!
+//! An import is all or nothing: rows are written inside one transaction as the body streams in, and if any
+//! row is malformed nothing is kept and the answer lists the bad rows by number (the header is row 1). A row
+//! whose phone is already known replaces that customer's fields, so an import can be run again.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use popup_core::campaign::FieldError;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{Postgres, Transaction};
+
+use super::phone::{is_e164, E164_MESSAGE};
+use crate::admin::page::{PageQuery, Paged};
+use crate::audit;
+use crate::auth::{Actor, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest optional field, in characters.
+const MAX_FIELD_CHARS: usize = 200;
+/// Rows written per statement during an import.
+const ROWS_PER_BATCH: usize = 5_000;
+/// Malformed rows listed in an error; the count covers them all.
+const MAX_REPORTED_ERRORS: usize = 100;
+/// The CSV columns an import understands; `phone` is required.
+const COLUMNS: [&str; 7] =
+    ["phone", "external_id", "first_name", "last_name", "email", "location", "preferred_product"];
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    pub phone: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub preferred_product: Option<String>,
+}
+
+impl NewCustomer {
+    /// Trims every field and turns blank optional fields into `None`, then lists what breaks a rule.
+    fn normalize(mut self) -> (NewCustomer, Vec<FieldError>) {
+        let mut errors = Vec::new();
+        self.phone = self.phone.trim().to_string();
+        if !is_e164(&self.phone) {
+            errors.push(FieldError { field: "phone".into(), message: E164_MESSAGE.into() });
+        }
+        for (name, value) in self.optional_fields_mut() {
+            *value = value.take().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+            if value.as_ref().is_some_and(|v| v.chars().count() > MAX_FIELD_CHARS) {
+                errors.push(FieldError {
+                    field: name.into(),
+                    message: format!("must be at most {MAX_FIELD_CHARS} characters"),
+                });
+            }
+        }
+        if self.email.as_deref().is_some_and(|email| !looks_like_email(email)) {
+            errors.push(FieldError { field: "email".into(), message: "must look like name@domain".into() });
+        }
+        (self, errors)
+    }
+
+    fn optional_fields_mut(&mut self) -> [(&'static str, &mut Option<String>); 6] {
+        [
+            ("external_id", &mut self.external_id),
+            ("first_name", &mut self.first_name),
+            ("last_name", &mut self.last_name),
+            ("email", &mut self.email),
+            ("location", &mut self.location),
+            ("preferred_product", &mut self.preferred_product),
+        ]
+    }
+}
+
+/// A sanity check, not a validation: one `@` with something on both sides and no spaces.
+fn looks_like_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !email.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CustomerView {
+    pub id: i64,
+    pub phone: String,
+    pub external_id: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub location: Option<String>,
+    pub preferred_product: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CustomerView {
+    /// The customer's value for a template placeholder (see [`popup_core::template::CUSTOMER_PLACEHOLDERS`]).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        match name {
+            "phone" => Some(&self.phone),
+            "first_name" => self.first_name.as_deref(),
+            "last_name" => self.last_name.as_deref(),
+            "email" => self.email.as_deref(),
+            "location" => self.location.as_deref(),
+            "preferred_product" => self.preferred_product.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+pub const SELECT: &str = "SELECT id, phone, external_id, first_name, last_name, email, location, \
+                          preferred_product, created_at, updated_at FROM customers";
+
+/// Unique phones and external ids answer 409 with what clashed.
+fn conflict(error: sqlx::Error) -> ApiError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let what = if db.constraint().is_some_and(|c| c.contains("external_id")) {
+                "external_id"
+            } else {
+                "phone"
+            };
+            ApiError::Conflict(format!("another customer has that {what}"))
+        }
+        _ => error.into(),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
+    actor.require(Role::Editor)?;
+    let Json(customer) = body?;
+    let (customer, errors) = customer.normalize();
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let mut tx = state.db.begin().await?;
+    let row: CustomerView = sqlx::query_as(
+        "INSERT INTO customers (phone, external_id, first_name, last_name, email, location, preferred_product)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, phone, external_id, first_name, last_name, email, location, preferred_product,
+                   created_at, updated_at",
+    )
+    .bind(&customer.phone)
+    .bind(&customer.external_id)
+    .bind(&customer.first_name)
+    .bind(&customer.last_name)
+    .bind(&customer.email)
+    .bind(&customer.location)
+    .bind(&customer.preferred_product)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(conflict)?;
+    audit::record(&mut tx, &actor, "create", "customer", &row.id.to_string(), None, Some(json!(row))).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    actor: Actor,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<CustomerView>, ApiError> {
+    actor.require(Role::Viewer)?;
+    let Path(id) = id?;
+    let row: CustomerView = sqlx::query_as(&format!("{SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    Ok(Json(row))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListFilter {
+    /// An exact phone number.
+    phone: Option<String>,
+    // Not flattened: serde's flatten reads query values as strings only.
+    page: Option<i64>,
+    page_size: Option<i64>,
+    as_of: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    actor: Actor,
+    query: Result<Query<ListFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Paged<CustomerView>>, ApiError> {
+    actor.require(Role::Viewer)?;
+    let Query(filter) = query?;
+    let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
+    let as_of = super::as_of(&state.db, "customers", filter.as_of).await?;
+    let condition = "id <= $1 AND ($2::text IS NULL OR phone = $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM customers WHERE {condition}"))
+        .bind(as_of)
+        .bind(&filter.phone)
+        .fetch_one(&state.db)
+        .await?;
+    let items: Vec<CustomerView> =
+        sqlx::query_as(&format!("{SELECT} WHERE {condition} ORDER BY id DESC LIMIT $3 OFFSET $4"))
+            .bind(as_of)
+            .bind(&filter.phone)
+            .bind(page.page_size)
+            .bind(page.offset())
+            .fetch_all(&state.db)
+            .await?;
+    Ok(Json(Paged::new(items, page, total).as_of(as_of)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportResult {
+    /// Data rows read (the header not counted).
+    pub rows: u64,
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// `POST /admin/v1/customers/import`: a CSV with a header naming its columns (any of [`COLUMNS`], `phone`
+/// required, in any order).
+pub async fn import(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ImportResult>, ApiError> {
+    actor.require(Role::Editor)?;
+    let limit = state.max_segment_bytes;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut tx = state.db.begin().await?;
+    let mut import = Import::default();
+    let mut csv = CsvRecords::default();
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the upload: {e}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        csv.feed(&chunk, |record| import.record(record))?;
+        import.flush_if_full(&mut tx).await?;
+    }
+    csv.finish(|record| import.record(record))?;
+    import.finish(&mut tx).await?;
+    let result = ImportResult { rows: import.rows, inserted: import.inserted, updated: import.updated };
+    audit::record(&mut tx, &actor, "import", "customer", "*", None, Some(json!(result))).await?;
+    tx.commit().await?;
+    Ok(Json(result))
+}
+
+/// The state of one import: the header's column positions, the rows waiting to be written, counts, errors.
+#[derive(Default)]
+struct Import {
+    /// Position of each of [`COLUMNS`] in the file; `None` until the header is read.
+    columns: Option<[Option<usize>; COLUMNS.len()]>,
+    width: usize,
+    /// Records seen, the header included: a record's row number.
+    row: u64,
+    rows: u64,
+    pending: Vec<NewCustomer>,
+    inserted: u64,
+    updated: u64,
+    errors: Vec<FieldError>,
+    error_count: usize,
+    /// A problem with the file as a whole (its header): nothing else is worth reading.
+    fatal: Option<ApiError>,
+}
+
+impl Import {
+    fn record(&mut self, record: Result<Vec<String>, String>) {
+        self.row += 1;
+        if self.fatal.is_some() {
+            return;
+        }
+        let fields = match record {
+            Ok(fields) => fields,
+            Err(message) => return self.error(message),
+        };
+        let Some(columns) = self.columns else {
+            return self.header(fields);
+        };
+        self.rows += 1;
+        if fields.len() != self.width {
+            return self.error(format!("has {} fields; the header has {}", fields.len(), self.width));
+        }
+        let value = |index: usize| columns[index].map(|at| fields[at].clone());
+        let customer = NewCustomer {
+            phone: value(0).unwrap_or_default(),
+            external_id: value(1),
+            first_name: value(2),
+            last_name: value(3),
+            email: value(4),
+            location: value(5),
+            preferred_product: value(6),
+        };
+        let (customer, errors) = customer.normalize();
+        if errors.is_empty() {
+            // Once a row is bad nothing will be written, so the rest are only checked.
+            if self.error_count == 0 {
+                self.pending.push(customer);
+            }
+        } else {
+            let message =
+                errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>();
+            self.error(message.join("; "));
+        }
+    }
+
+    fn header(&mut self, fields: Vec<String>) {
+        let mut columns = [None; COLUMNS.len()];
+        for (at, name) in fields.iter().enumerate() {
+            let name = name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase();
+            match COLUMNS.iter().position(|c| *c == name) {
+                Some(index) if columns[index].is_some() => {
+                    self.fatal = Some(ApiError::field("header", format!("column {name:?} appears twice")));
+                    return;
+                }
+                Some(index) => columns[index] = Some(at),
+                None => {
+                    self.fatal = Some(ApiError::field(
+                        "header",
+                        format!("unknown column {name:?}; the columns are {}", COLUMNS.join(", ")),
+                    ));
+                    return;
+                }
+            }
+        }
+        if columns[0].is_none() {
+            self.fatal = Some(ApiError::field("header", "a phone column is required"));
+            return;
+        }
+        self.columns = Some(columns);
+        self.width = fields.len();
+    }
+
+    fn error(&mut self, message: String) {
+        self.error_count += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(FieldError { field: format!("row {}", self.row), message });
+        }
+    }
+
+    async fn flush_if_full(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
+        if let Some(fatal) = self.fatal.take() {
+            return Err(fatal);
+        }
+        if self.pending.len() >= ROWS_PER_BATCH {
+            self.write(tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
+        if let Some(fatal) = self.fatal.take() {
+            return Err(fatal);
+        }
+        if self.error_count > 0 {
+            let mut fields = std::mem::take(&mut self.errors);
+            if self.error_count > fields.len() {
+                let more = self.error_count - fields.len();
+                fields.push(FieldError {
+                    field: "body".into(),
+                    message: format!("and {more} more malformed rows"),
+                });
+            }
+            return Err(ApiError::Invalid(fields));
+        }
+        if self.columns.is_none() || self.rows == 0 {
+            return Err(ApiError::field("body", "no customers in the upload"));
+        }
+        self.write(tx).await
+    }
+
+    /// Upserts the pending rows by phone. A phone twice in one statement would be an error in Postgres,
+    /// so within a batch the later row wins, as it would across batches.
+    async fn write(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
+        if self.error_count > 0 || self.pending.is_empty() {
+            self.pending.clear();
+            return Ok(());
+        }
+        let mut latest: HashMap<String, usize> = HashMap::with_capacity(self.pending.len());
+        for (index, customer) in self.pending.iter().enumerate() {
+            latest.insert(customer.phone.clone(), index);
+        }
+        let rows: Vec<&NewCustomer> = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| latest.get(&c.phone) == Some(i))
+            .map(|(_, c)| c)
+            .collect();
+        let column =
+            |get: fn(&NewCustomer) -> Option<String>| rows.iter().map(|c| get(c)).collect::<Vec<_>>();
+        let inserted: Vec<bool> = sqlx::query_scalar(
+            "INSERT INTO customers (phone, external_id, first_name, last_name, email, location, preferred_product)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             ON CONFLICT (phone) DO UPDATE SET
+                 external_id = EXCLUDED.external_id, first_name = EXCLUDED.first_name,
+                 last_name = EXCLUDED.last_name, email = EXCLUDED.email, location = EXCLUDED.location,
+                 preferred_product = EXCLUDED.preferred_product, updated_at = now()
+             RETURNING (xmax = 0)",
+        )
+        .bind(column(|c| Some(c.phone.clone())))
+        .bind(column(|c| c.external_id.clone()))
+        .bind(column(|c| c.first_name.clone()))
+        .bind(column(|c| c.last_name.clone()))
+        .bind(column(|c| c.email.clone()))
+        .bind(column(|c| c.location.clone()))
+        .bind(column(|c| c.preferred_product.clone()))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(conflict)?;
+        let new = inserted.iter().filter(|i| **i).count() as u64;
+        self.inserted += new;
+        self.updated += inserted.len() as u64 - new;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// CSV records from a body that arrives in chunks, with `csv_core` (RFC 4180: quotes, doubled quotes,
+/// commas and newlines inside quotes, CRLF or LF). Memory is one record at a time.
+struct CsvRecords {
+    reader: csv_core::Reader,
+    output: Vec<u8>,
+    used: usize,
+    ends: Vec<usize>,
+    fields: usize,
+}
+
+impl Default for CsvRecords {
+    fn default() -> Self {
+        CsvRecords {
+            reader: csv_core::Reader::new(),
+            output: vec![0; 4096],
+            used: 0,
+            ends: vec![0; 16],
+            fields: 0,
+        }
+    }
+}
+
+impl CsvRecords {
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        mut emit: impl FnMut(Result<Vec<String>, String>),
+    ) -> Result<(), ApiError> {
+        // An empty slice means "end of input" to csv_core; an empty chunk is no such thing.
+        if input.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let (result, read, written, ended) =
+                self.reader.read_record(input, &mut self.output[self.used..], &mut self.ends[self.fields..]);
+            input = &input[read..];
+            self.used += written;
+            self.fields += ended;
+            match result {
+                csv_core::ReadRecordResult::InputEmpty | csv_core::ReadRecordResult::End => return Ok(()),
+                csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
+                csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                csv_core::ReadRecordResult::Record => emit(self.take()),
+            }
+        }
+    }
+
+    fn finish(&mut self, mut emit: impl FnMut(Result<Vec<String>, String>)) -> Result<(), ApiError> {
+        loop {
+            let (result, _, written, ended) =
+                self.reader.read_record(&[], &mut self.output[self.used..], &mut self.ends[self.fields..]);
+            self.used += written;
+            self.fields += ended;
+            match result {
+                csv_core::ReadRecordResult::Record => emit(self.take()),
+                csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
+                csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                csv_core::ReadRecordResult::End | csv_core::ReadRecordResult::InputEmpty => return Ok(()),
+            }
+        }
+    }
+
+    fn take(&mut self) -> Result<Vec<String>, String> {
+        let mut fields = Vec::with_capacity(self.fields);
+        let mut start = 0;
+        let mut result = Ok(());
+        for &end in &self.ends[..self.fields] {
+            match std::str::from_utf8(&self.output[start..end]) {
+                Ok(text) => fields.push(text.to_string()),
+                Err(_) => result = Err("is not UTF-8".to_string()),
+            }
+            start = end;
+        }
+        self.used = 0;
+        self.fields = 0;
+        result.map(|()| fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(chunks: &[&str]) -> Vec<Result<Vec<String>, String>> {
+        let mut csv = CsvRecords::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            csv.feed(chunk.as_bytes(), |r| out.push(r)).unwrap();
+        }
+        csv.finish(|r| out.push(r)).unwrap();
+        out
+    }
+
+    #[test]
+    fn records_are_read_across_chunks_with_quotes_and_newlines() {
+        let long = "x".repeat(10_000);
+        let text =
+            format!("phone,first_name\r\n+6281,\"Siti, \"\"S\"\"\"\n+6282,\"two\nlines\"\n\n+6283,{long}");
+        let whole = records(&[&text]);
+        let bytes: Vec<String> = text.chars().map(String::from).collect();
+        let split = records(&bytes.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(whole, split, "chunking does not matter");
+        let expected: Vec<Result<Vec<String>, String>> = vec![
+            Ok(vec!["phone".into(), "first_name".into()]),
+            Ok(vec!["+6281".into(), "Siti, \"S\"".into()]),
+            Ok(vec!["+6282".into(), "two\nlines".into()]),
+            Ok(vec!["+6283".into(), long]),
+        ];
+        assert_eq!(whole, expected, "the blank line is skipped");
+    }
+
+    #[test]
+    fn rows_are_checked_and_numbered() {
+        let mut import = Import::default();
+        for record in
+            records(&["Phone,first_name,email\n+6281234567,Ani,\n081234,Budi,x\n+6281234568,Citra\n"])
+        {
+            import.record(record);
+        }
+        assert_eq!(import.rows, 3);
+        // The good row before the first bad one waits; `write` drops it once there are errors.
+        assert_eq!(import.pending.len(), 1);
+        let fields: Vec<&str> = import.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["row 3", "row 4"]);
+        assert!(import.errors[0].message.contains("phone: must be in E.164"), "{:?}", import.errors);
+        assert!(import.errors[0].message.contains("email"));
+        assert_eq!(import.errors[1].message, "has 2 fields; the header has 3");
+    }
+
+    #[test]
+    fn the_header_must_name_known_columns_and_a_phone() {
+        for header in ["name,phone", "first_name", "phone,phone"] {
+            let mut import = Import::default();
+            import.record(Ok(header.split(',').map(String::from).collect()));
+            assert!(import.fatal.is_some(), "{header}");
+        }
+    }
+}

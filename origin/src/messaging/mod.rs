@@ -1,0 +1,95 @@
+//! Outbound SMS and WhatsApp messaging: customers, message campaigns with templates, sending, and the worker
+//! that delivers.
+//!
+//! - [`customers`]: `/admin/v1/customers`: create, read, list, and a streamed CSV import.
+//! - [`campaigns`]: `/admin/v1/message-campaigns`: create (the template is checked with the core's
+//!   [`popup_core::template`]), list, detail with stats, and the campaign's messages.
+//! - [`send`]: `POST /admin/v1/message-campaigns/{id}/send`: renders a message per customer and stores them
+//!   all in one transaction; storing them is dispatching them, because Postgres is the queue.
+//! - [`dead`]: `/admin/v1/messages/dead`: the messages that failed for good, and putting them back in line.
+//! - [`worker`]: claims, sends, retries with backoff, records; the `messenger` role of the binary
+//!   ([`messenger`]).
+//! - [`provider`]: the mock and the Twilio client behind one trait; [`rate`]: the token bucket;
+//!   [`phone`]: E.164.
+//!
+//! Campaign statuses (seed 002): `draft` -> `sending` -> `sent` | `failed`, or `scheduled` (created with a
+//! `scheduled_at`) -> `sending` at that time. A scheduled campaign still needs a send to name its customers;
+//! sent before its time, its messages are stored at once and become due at that time. Sending is allowed once, from `draft` or `scheduled`;
+//! any other send answers 409. A campaign is `sent` when nothing is pending or sending and at least one
+//! message was sent, `failed` when every message failed. Re-queueing dead messages puts it back to
+//! `sending`.
+//!
+//! Roles: viewers read, editors write; every write is audited.
+
+pub mod campaigns;
+pub mod customers;
+pub mod dead;
+pub mod messenger;
+pub mod phone;
+pub mod provider;
+pub mod rate;
+pub mod send;
+pub mod worker;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use crate::state::AppState;
+
+/// The admin routes, merged into `/admin/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/customers", post(customers::create).get(customers::list))
+        // Imports are streamed and bounded by the upload limit (`POPUP_MAX_SEGMENT_BYTES`), not axum's.
+        .route("/customers/import", post(customers::import).layer(DefaultBodyLimit::disable()))
+        .route("/customers/{id}", get(customers::get))
+        .route("/message-campaigns", post(campaigns::create).get(campaigns::list))
+        .route("/message-campaigns/{id}", get(campaigns::get))
+        .route("/message-campaigns/{id}/messages", get(campaigns::messages))
+        // Up to 200k customer ids in one request.
+        .route(
+            "/message-campaigns/{id}/send",
+            post(send::send).layer(DefaultBodyLimit::max(send::MAX_BODY_BYTES)),
+        )
+        .route("/messages/dead", get(dead::list))
+        .route("/messages/dead/requeue", post(dead::requeue))
+}
+
+/// How a message travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Whatsapp => "whatsapp",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Channel> {
+        [Channel::Sms, Channel::Whatsapp].into_iter().find(|c| c.as_str() == raw)
+    }
+}
+
+/// The id bound of a paged list: the one the client passed back, or the newest id now (see
+/// [`crate::admin::page`]). `table` is one of this module's tables, never user input.
+pub(crate) async fn as_of(
+    db: &sqlx::PgPool,
+    table: &'static str,
+    requested: Option<i64>,
+) -> Result<i64, crate::error::ApiError> {
+    match requested {
+        Some(id) if id < 0 => Err(crate::error::ApiError::bad_field("as_of", "must be an id, 0 or more")),
+        Some(id) => Ok(id),
+        None => {
+            Ok(sqlx::query_scalar(&format!("SELECT COALESCE(max(id), 0) FROM {table}")).fetch_one(db).await?)
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The message worker: claims due messages from Postgres, hands them to the provider with up to
+//! `concurrency` sends in flight, and records the outcomes in batches.
+//!
+//! Postgres is both the record and the queue. A message is `pending` until a worker claims it: the claim
+//! makes it `sending`, starts an attempt (`attempts + 1`) and gives the worker a lease. The outcome ends the
+//! lease: `sent`, `failed`, or `pending` again with `next_attempt_at` pushed back (exponential backoff with
+//! jitter) while attempts remain.
+//!
+//! Each attempt gets an idempotency key for the provider, `msg-<id>-<n>`, n counting the message's attempts
+//! over its whole life (a re-queue resets `attempts` but never n, so no key is used for two sends).
+//!
+//! **A worker that dies** leaves its messages `sending` with a lease that runs out; any worker then takes
+//! them over *without* starting a new attempt. The dead worker may have handed such a message to the
+//! provider already (the provider accepted, the worker died before writing `sent`), so the outcome of that
+//! attempt is unknown. Sending the same attempt again sends the same idempotency key, and the provider
+//! answers with its first result rather than delivering twice. Bumping the attempt there would make a new
+//! key and a second delivery. A side effect: a message that
+//! kills every worker that touches it is retried without end; none is known, and the logs show it.
+//!
+//! **An attempt without an answer** (a timeout, a connection lost after the request went out) may have been
+//! delivered too. It is retried like any failure, with backoff and within `max_attempts`, but the next
+//! attempt carries the same idempotency key (`outcome_unknown`), so again the provider cannot deliver twice.
+//! If the attempts run out that way the message is `failed` with a last error saying the outcome is unknown.
+//!
+//! An outcome is written only while the message is still `sending` under the same attempt, so a slow worker
+//! whose lease was taken over cannot overwrite a newer state.
+//!
+//! **Throughput** is in-flight sends over provider latency: 256 in flight against a 50-200 ms provider is
+//! about 2,000 messages a second. To keep the pipeline full, claims take many messages in one query as soon
+//! as a slice of the slots is free, and outcomes go to a recorder task that writes each batch with one
+//! `UPDATE ... FROM unnest(...)`, so the sends never wait for Postgres.
+//!
+//! **Rate limits**: a token bucket per channel. Tokens are taken before the claim, so a claimed message is
+//! sent at once and never waits for a token while its lease runs.
+//!
+//! **Stopping**: when `stop` turns true the worker claims nothing more, waits for the sends in flight,
+//! records their outcomes, and returns.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::provider::{random_below, Outbound, Provider, SendError};
+use super::rate::TokenBucket;
+use super::Channel;
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Sends in flight at most.
+    pub concurrency: usize,
+    /// Attempts per message before it fails for good.
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Messages per second per channel (0: unlimited), and the burst each bucket allows.
+    pub rate_sms: f64,
+    pub rate_whatsapp: f64,
+    pub burst: u32,
+    /// How long a claim holds a message; longer than the provider's timeout.
+    pub lease: Duration,
+    /// How often an idle worker looks for due messages, and promotes scheduled campaigns.
+    pub poll_interval: Duration,
+    /// Names this worker in `lease_owner`, for operators.
+    pub worker_id: String,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            concurrency: 256,
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            rate_sms: 0.0,
+            rate_whatsapp: 0.0,
+            burst: 100,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+            worker_id: format!("worker-{}", std::process::id()),
+        }
+    }
+}
+
+/// Counters a caller can read while the worker runs (the benchmark samples `in_flight`).
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    pub in_flight: AtomicUsize,
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+/// The delay before attempt `attempt + 1`, after attempt `attempt` (from 1) failed: "equal jitter", half of
+/// `base * 2^(attempt - 1)` (capped at `max`) fixed and half random, so retries of many messages that failed
+/// together spread out but none comes back sooner than half its step. `unit` is a random number in [0, 1).
+pub fn backoff(attempt: i32, base: Duration, max: Duration, unit: f64) -> Duration {
+    let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
+    let step = base.saturating_mul(1u32 << exponent).min(max);
+    let half = step / 2;
+    half + half.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// What becomes of a message after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Sent {
+        provider_id: String,
+    },
+    /// `reuse_key`: the attempt may have been delivered, so the next one sends the same idempotency key.
+    Retry {
+        after: Duration,
+        error: String,
+        reuse_key: bool,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// The rule for an attempt's result: sent; or, for a retryable error with attempts left, another attempt
+/// after a backoff; otherwise failed, with the reason.
+pub fn decide(attempt: i32, result: Result<String, SendError>, options: &WorkerOptions, unit: f64) -> Next {
+    match result {
+        Ok(provider_id) => Next::Sent { provider_id },
+        Err(error) if error.retryable && attempt < options.max_attempts => Next::Retry {
+            after: backoff(attempt, options.backoff_base, options.backoff_max, unit),
+            error: error.message,
+            reuse_key: error.maybe_delivered,
+        },
+        Err(error) if error.maybe_delivered => Next::Failed {
+            error: format!(
+                "gave up after {attempt} attempts, the last one's outcome unknown: {}",
+                error.message
+            ),
+        },
+        Err(error) if error.retryable => {
+            Next::Failed { error: format!("gave up after {attempt} attempts: {}", error.message) }
+        }
+        Err(error) => Next::Failed { error: error.message },
+    }
+}
+
+fn unit_random() -> f64 {
+    random_below(1 << 30) as f64 / f64::from(1u32 << 30)
+}
+
+struct Claimed {
+    outbound: Outbound,
+}
+
+struct Recorded {
+    message_id: i64,
+    attempt: i32,
+    next: Next,
+}
+
+/// Runs until `stop` is true, then drains. Errors from Postgres are logged and retried, not returned: a
+/// worker outlives a database restart.
+pub async fn run(
+    db: PgPool,
+    provider: Arc<dyn Provider>,
+    options: WorkerOptions,
+    metrics: Arc<WorkerMetrics>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let concurrency = options.concurrency.max(1);
+    // Claim when a sixteenth of the slots is free: one query feeds many sends, and the pipeline stays
+    // at least ~94% full.
+    let claim_threshold = (concurrency / 16).max(1);
+    let (outcomes, received) = mpsc::unbounded_channel::<Recorded>();
+    let recorder = tokio::spawn(record_outcomes(db.clone(), received));
+    let mut in_flight: JoinSet<(Claimed, Result<String, SendError>)> = JoinSet::new();
+    let start = Instant::now();
+    let mut buckets = [
+        (Channel::Sms, TokenBucket::new(options.rate_sms, options.burst, start)),
+        (Channel::Whatsapp, TokenBucket::new(options.rate_whatsapp, options.burst, start)),
+    ];
+    // After a claim that found fewer messages than it asked for, that channel rests for a poll interval
+    // instead of asking again on every finished send.
+    let mut rest_until = [start, start];
+    let mut next_sweep = start;
+    // The channel that claims first takes turns, so a backlog on one cannot starve the other.
+    let mut first = 0;
+    tracing::info!(worker = %options.worker_id, concurrency, "message worker started");
+
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= next_sweep {
+            next_sweep = now + options.poll_interval.max(Duration::from_millis(100)) * 5;
+            if let Err(error) = sweep(&db).await {
+                tracing::warn!(%error, "could not promote or settle campaigns");
+            }
+        }
+        let mut wait = options.poll_interval;
+        if concurrency - in_flight.len() >= claim_threshold || in_flight.is_empty() {
+            first = (first + 1) % buckets.len();
+            for turn in 0..buckets.len() {
+                let index = (first + turn) % buckets.len();
+                let (channel, bucket) = &mut buckets[index];
+                let now = Instant::now();
+                let free = concurrency - in_flight.len();
+                if free == 0 || now < rest_until[index] {
+                    continue;
+                }
+                let want = bucket.available(now, free);
+                if want == 0 {
+                    wait = wait.min(bucket.wait(now));
+                    continue;
+                }
+                let claimed = match claim(&db, *channel, want, &options).await {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::warn!(%error, "claim failed; retrying after a pause");
+                        break;
+                    }
+                };
+                bucket.take(now, claimed.len());
+                if claimed.len() < want {
+                    rest_until[index] = now + options.poll_interval;
+                }
+                for message in claimed {
+                    let provider = provider.clone();
+                    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+                    in_flight.spawn(async move {
+                        let result = provider.send(&message.outbound).await;
+                        (message, result)
+                    });
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                // A dropped sender can never say "go on": stop.
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                finish(done, &options, &metrics, &outcomes);
+                while let Some(done) = in_flight.try_join_next() {
+                    finish(done, &options, &metrics, &outcomes);
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    tracing::info!(in_flight = in_flight.len(), "stopping: draining the sends in flight");
+    while let Some(done) = in_flight.join_next().await {
+        finish(done, &options, &metrics, &outcomes);
+    }
+    drop(outcomes);
+    recorder.await?;
+    if let Err(error) = sweep(&db).await {
+        tracing::warn!(%error, "could not settle campaigns");
+    }
+    tracing::info!("message worker stopped");
+    Ok(())
+}
+
+fn finish(
+    done: Result<(Claimed, Result<String, SendError>), tokio::task::JoinError>,
+    options: &WorkerOptions,
+    metrics: &WorkerMetrics,
+    outcomes: &mpsc::UnboundedSender<Recorded>,
+) {
+    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let (claimed, result) = match done {
+        Ok(done) => done,
+        // A send task that panicked leaves its message to the lease: it is taken over later.
+        Err(error) => {
+            tracing::error!(%error, "a send task failed");
+            return;
+        }
+    };
+    let attempt = claimed.outbound.attempt;
+    let next = decide(attempt, result, options, unit_random());
+    let counter = match &next {
+        Next::Sent { .. } => &metrics.sent,
+        Next::Retry { .. } => &metrics.retried,
+        Next::Failed { .. } => &metrics.failed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let _ = outcomes.send(Recorded { message_id: claimed.outbound.message_id, attempt, next });
+}
+
+async fn claim(
+    db: &PgPool,
+    channel: Channel,
+    limit: usize,
+    options: &WorkerOptions,
+) -> sqlx::Result<Vec<Claimed>> {
+    // Expired leases first: they are older work. A pending message starts a new attempt; one taken over
+    // from an expired lease keeps its attempt, and so its idempotency key (see the module docs).
+    let rows: Vec<(i64, i32, String, String, String)> = sqlx::query_as(
+        "WITH expired AS (
+             SELECT id FROM messages
+             WHERE status = 'sending' AND channel = $1 AND lease_until < now()
+             LIMIT $2 FOR UPDATE SKIP LOCKED
+         ), due AS (
+             SELECT id FROM messages
+             WHERE status = 'pending' AND channel = $1 AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+         ), picked AS (
+             SELECT id FROM expired UNION ALL SELECT id FROM due LIMIT $2
+         )
+         UPDATE messages m SET
+             attempts = CASE WHEN m.status = 'pending' THEN m.attempts + 1 ELSE m.attempts END,
+             key_seq = CASE WHEN m.status = 'pending' AND NOT (m.outcome_unknown AND m.idempotency_key IS NOT NULL)
+                 THEN m.key_seq + 1 ELSE m.key_seq END,
+             idempotency_key = CASE
+                 WHEN m.status = 'sending' THEN COALESCE(m.idempotency_key, 'msg-' || m.id || '-' || m.key_seq)
+                 WHEN m.outcome_unknown AND m.idempotency_key IS NOT NULL THEN m.idempotency_key
+                 ELSE 'msg-' || m.id || '-' || (m.key_seq + 1) END,
+             outcome_unknown = false,
+             status = 'sending',
+             lease_owner = $3,
+             lease_until = now() + $4 * interval '1 millisecond',
+             updated_at = now()
+         FROM picked WHERE m.id = picked.id
+         RETURNING m.id, m.attempts, m.idempotency_key, m.phone, m.body",
+    )
+    .bind(channel.as_str())
+    .bind(limit as i64)
+    .bind(&options.worker_id)
+    .bind(options.lease.as_millis() as f64)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(message_id, attempt, idempotency_key, to, body)| Claimed {
+            outbound: Outbound { message_id, attempt, idempotency_key, channel, to, body },
+        })
+        .collect())
+}
+
+/// Writes outcomes as they come, a batch per statement. If Postgres is unreachable the batch is retried for
+/// a while, then dropped: those messages stay `sending`, their leases run out, and the attempt is sent again
+/// under the same key, which the provider answers without delivering twice.
+async fn record_outcomes(db: PgPool, mut received: mpsc::UnboundedReceiver<Recorded>) {
+    let mut batch = Vec::with_capacity(1024);
+    while received.recv_many(&mut batch, 4096).await > 0 {
+        let mut tries = 0;
+        loop {
+            match write_batch(&db, &batch).await {
+                Ok(()) => break,
+                Err(error) if tries < 20 => {
+                    tries += 1;
+                    tracing::warn!(%error, outcomes = batch.len(), "could not record outcomes; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, outcomes = batch.len(), "dropping outcomes; leases will expire");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut attempts = Vec::with_capacity(batch.len());
+    let mut statuses = Vec::with_capacity(batch.len());
+    let mut delays = Vec::with_capacity(batch.len());
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(batch.len());
+    let mut provider_ids: Vec<Option<String>> = Vec::with_capacity(batch.len());
+    let mut unknown = Vec::with_capacity(batch.len());
+    for outcome in batch {
+        ids.push(outcome.message_id);
+        attempts.push(outcome.attempt);
+        let (status, delay, error, provider_id) = match &outcome.next {
+            Next::Sent { provider_id } => ("sent", 0.0, None, Some(provider_id.clone())),
+            Next::Retry { after, error, .. } => {
+                ("pending", after.as_secs_f64() * 1000.0, Some(error.clone()), None)
+            }
+            Next::Failed { error } => ("failed", 0.0, Some(error.clone()), None),
+        };
+        unknown.push(matches!(outcome.next, Next::Retry { reuse_key: true, .. }));
+        statuses.push(status);
+        delays.push(delay);
+        errors.push(error);
+        provider_ids.push(provider_id);
+    }
+    let finished: Vec<i64> = sqlx::query_scalar::<_, Option<i64>>(
+        "UPDATE messages m SET
+             status = o.status,
+             next_attempt_at = CASE WHEN o.status = 'pending'
+                 THEN now() + o.delay_ms * interval '1 millisecond' ELSE m.next_attempt_at END,
+             last_error = CASE WHEN o.status = 'sent' THEN m.last_error ELSE o.error END,
+             provider_message_id = o.provider_id,
+             outcome_unknown = o.unknown,
+             sent_at = CASE WHEN o.status = 'sent' THEN now() END,
+             lease_owner = NULL,
+             lease_until = NULL,
+             updated_at = now()
+         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::bool[])
+             AS o(id, attempt, status, delay_ms, error, provider_id, unknown)
+         WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt
+         RETURNING CASE WHEN o.status = 'pending' THEN NULL ELSE m.campaign_id END",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&delays)
+    .bind(&errors)
+    .bind(&provider_ids)
+    .bind(&unknown)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    if !finished.is_empty() {
+        let mut campaigns = finished;
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        settle(db, Some(&campaigns)).await?;
+    }
+    Ok(())
+}
+
+/// The seed's rule for a campaign being sent: once no message is pending or sending, it is `failed` if
+/// every message failed and `sent` otherwise (a partial success counts as sent). `None` checks every
+/// campaign that is sending.
+pub async fn settle(db: &PgPool, campaigns: Option<&[i64]>) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE message_campaigns c SET
+             status = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.campaign_id = c.id AND m.status = 'sent')
+                 THEN 'sent' ELSE 'failed' END,
+             updated_at = now()
+         WHERE c.status = 'sending' AND ($1::bigint[] IS NULL OR c.id = ANY($1))
+           AND NOT EXISTS (SELECT 1 FROM messages m
+                           WHERE m.campaign_id = c.id AND m.status IN ('pending', 'sending'))",
+    )
+    .bind(campaigns)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Scheduled campaigns whose time has come start sending (their messages became due at the same time),
+/// and campaigns with nothing left to send are settled.
+async fn sweep(db: &PgPool) -> sqlx::Result<()> {
+    let started = sqlx::query(
+        "UPDATE message_campaigns SET status = 'sending', updated_at = now()
+         WHERE status = 'scheduled' AND send_requested_at IS NOT NULL AND scheduled_at <= now()",
+    )
+    .execute(db)
+    .await?;
+    if started.rows_affected() > 0 {
+        tracing::info!(campaigns = started.rows_affected(), "scheduled campaigns started sending");
+    }
+    settle(db, None).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_equal_jitter_up_to_the_cap() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(10);
+        assert_eq!(backoff(1, base, max, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff(1, base, max, 0.999_999), Duration::from_nanos(999_999_500));
+        assert_eq!(backoff(2, base, max, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(3, base, max, 0.5), Duration::from_secs(3));
+        assert_eq!(backoff(4, base, max, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(5, base, max, 1.0), max, "capped");
+        assert_eq!(backoff(60, base, max, 0.0), Duration::from_secs(5), "no overflow");
+        assert_eq!(backoff(0, base, max, 0.0), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn retryable_errors_retry_until_the_last_attempt() {
+        let options = WorkerOptions::default();
+        assert_eq!(decide(1, Ok("SM1".into()), &options, 0.0), Next::Sent { provider_id: "SM1".into() });
+        assert!(matches!(
+            decide(1, Err(SendError::retryable("timeout")), &options, 0.0),
+            Next::Retry { after, .. } if after == Duration::from_millis(500)
+        ));
+        assert!(matches!(decide(2, Err(SendError::retryable("timeout")), &options, 0.0), Next::Retry { .. }));
+        assert_eq!(
+            decide(3, Err(SendError::retryable("timeout")), &options, 0.0),
+            Next::Failed { error: "gave up after 3 attempts: timeout".into() }
+        );
+        assert_eq!(
+            decide(1, Err(SendError::permanent("21211: invalid number")), &options, 0.0),
+            Next::Failed { error: "21211: invalid number".into() },
+            "a permanent error fails at once"
+        );
+        assert!(matches!(
+            decide(1, Err(SendError::unknown("timeout")), &options, 0.0),
+            Next::Retry { reuse_key: true, .. }
+        ));
+        assert!(matches!(
+            decide(1, Err(SendError::retryable("503")), &options, 0.0),
+            Next::Retry { reuse_key: false, .. }
+        ));
+        assert_eq!(
+            decide(3, Err(SendError::unknown("timeout")), &options, 0.0),
+            Next::Failed {
+                error: "gave up after 3 attempts, the last one's outcome unknown: timeout".into()
+            }
+        );
+    }
+}

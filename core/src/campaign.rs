@@ -342,6 +342,12 @@ impl Campaign {
         validate_audience(&self.audience, p);
         validate_rules(&self.rules, p);
         p.check(self.budget != Some(0), "budget", "must be at least 1 when set");
+        // Budgets are compared with counts stored as signed 64-bit integers.
+        p.check(
+            self.budget.is_none_or(|b| b <= i64::MAX as u64),
+            "budget",
+            "must be at most 9223372036854775807",
+        );
         if problems.0.is_empty() {
             Ok(())
         } else {

@@ -433,11 +433,7 @@ impl Secrets {
         campaign: CampaignId,
         now: Timestamp,
     ) -> Result<(VerifiedToken, i64), TokenError> {
-        let secrets = self.all();
-        let verifier = Verifier::new(&secrets, self.ttl_seconds, CLOCK_SKEW_SECONDS)?;
-        let verified = verifier.verify_event(token, user, campaign, now)?;
-        let remember_seconds = verifier.dedupe_ttl_seconds(&verified.claims, now);
-        Ok((verified, remember_seconds))
+        self.verify_for(token, now, |verifier, token| verifier.verify_event(token, user, campaign, now))
     }
 
     /// Checks the token a conversion carries for `user`: like [`Secrets::verify_event`], with the campaign
@@ -449,12 +445,24 @@ impl Secrets {
         user: &UserId,
         now: Timestamp,
     ) -> Result<(VerifiedToken, i64), TokenError> {
+        self.verify_for(token, now, |verifier, token| {
+            let verified = verifier.verify(token, now)?;
+            if verified.claims.user != *user {
+                return Err(TokenError::WrongUser);
+            }
+            Ok(verified)
+        })
+    }
+
+    fn verify_for(
+        &self,
+        token: &str,
+        now: Timestamp,
+        check: impl FnOnce(&Verifier<'_>, &str) -> Result<VerifiedToken, TokenError>,
+    ) -> Result<(VerifiedToken, i64), TokenError> {
         let secrets = self.all();
         let verifier = Verifier::new(&secrets, self.ttl_seconds, CLOCK_SKEW_SECONDS)?;
-        let verified = verifier.verify(token, now)?;
-        if verified.claims.user != *user {
-            return Err(TokenError::WrongUser);
-        }
+        let verified = check(&verifier, token)?;
         let remember_seconds = verifier.dedupe_ttl_seconds(&verified.claims, now);
         Ok((verified, remember_seconds))
     }

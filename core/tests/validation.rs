@@ -138,6 +138,8 @@ fn each_rule_names_its_field() {
     check("lower-case country", |c| c.rules.countries = vec!["id".into()], &["rules.countries[0]"]);
     check("bad locale", |c| c.rules.locales = vec!["i".into()], &["rules.locales[0]"]);
     check("zero budget", |c| c.budget = Some(0), &["budget"]);
+    check("budget beyond a signed 64-bit count", |c| c.budget = Some(u64::MAX), &["budget"]);
+    check("largest budget", |c| c.budget = Some(i64::MAX as u64), &[]);
 }
 
 #[test]

@@ -134,7 +134,7 @@ pub struct Ingester {
     claim_cursor: String,
     last_maintenance: Option<Instant>,
     partitions: HashSet<i64>,
-    exhausted: HashSet<i64>,
+    exhausted: HashSet<(i64, i64)>,
 }
 
 impl std::fmt::Debug for Ingester {
@@ -151,21 +151,16 @@ impl Ingester {
         consumer: String,
         settings: IngestSettings,
     ) -> anyhow::Result<Ingester> {
-        // A connection of its own: a blocking read would hold up every other command on a shared one.
-        let mut connection = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+        // A connection of its own: a blocking read would hold up every other command on a shared one. Its
+        // response timeout outlasts the blocking read, which the client would otherwise abandon while Redis
+        // still hands it entries that nobody then reads.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(settings.block + Duration::from_secs(10)));
+        let mut connection =
+            redis::Client::open(redis_url)?.get_multiplexed_async_connection_with_config(&config).await?;
         let stream = state.keys.events();
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut connection)
-            .await;
-        match created {
-            Err(error) if error.code() != Some("BUSYGROUP") => return Err(error.into()),
-            _ => {}
-        }
+        create_group(&mut connection, &stream).await?;
         Ok(Ingester {
             state,
             connection,
@@ -191,6 +186,23 @@ impl Ingester {
 
     /// Reads, stores and acknowledges one batch; trims and claims abandoned entries every so often.
     pub async fn step(&mut self) -> anyhow::Result<StepOutcome> {
+        let outcome = self.try_step().await;
+        // A Redis that lost the stream (restarted without persistence, flushed) gets it back with the next
+        // append, without the group: make it again, from the start of whatever the stream now holds.
+        let lost_group = outcome
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<redis::RedisError>())
+            .is_some_and(|e| e.code() == Some("NOGROUP"));
+        if lost_group {
+            tracing::warn!("the events stream lost its consumer group; making it again");
+            create_group(&mut self.connection, &self.stream).await?;
+            self.claim_cursor = "0-0".into();
+        }
+        outcome
+    }
+
+    async fn try_step(&mut self) -> anyhow::Result<StepOutcome> {
         let due = self.last_maintenance.is_none_or(|last| last.elapsed() >= MAINTENANCE_EVERY);
         let mut batch = Batch::default();
         if due {
@@ -273,8 +285,9 @@ impl Ingester {
         if records.is_empty() {
             return Ok(0);
         }
-        // One lock order for every worker (see the module docs).
-        records.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        // One lock order for every worker (see the module docs). Stable: of two copies of an event in one
+        // batch, the first appended is stored.
+        records.sort_by(|a, b| a.id.cmp(&b.id));
         let days: HashSet<i64> = records.iter().map(|r| self.state.keys.day(r.served)).collect();
         for day in days {
             if !self.partitions.contains(&day) {
@@ -282,7 +295,7 @@ impl Ingester {
                 self.partitions.insert(day);
             }
         }
-        let (stored, exhausted): (i64, Vec<i64>) = sqlx::query_as(STORE)
+        let (stored, exhausted, budgets): (i64, Vec<i64>, Vec<i64>) = sqlx::query_as(STORE)
             .bind(records.iter().map(|r| r.served.seconds()).collect::<Vec<_>>())
             .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
             .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
@@ -293,8 +306,9 @@ impl Ingester {
             .fetch_one(&self.state.db)
             .await?;
         metrics::counter!("popup_ingest_events_total").increment(stored as u64);
-        let newly_exhausted: Vec<i64> =
-            exhausted.into_iter().filter(|c| !self.exhausted.contains(c)).collect();
+        // Keyed by budget too: a campaign whose budget was raised is published again when it reaches it.
+        let newly_exhausted: Vec<(i64, i64)> =
+            exhausted.into_iter().zip(budgets).filter(|pair| !self.exhausted.contains(pair)).collect();
         if !newly_exhausted.is_empty() {
             tracing::info!(campaigns = ?newly_exhausted, "budget reached; publishing the catalog");
             // On failure the reconcile loop publishes it instead, a little later.
@@ -403,6 +417,21 @@ impl Ingester {
     }
 }
 
+async fn create_group(connection: &mut MultiplexedConnection, stream: &str) -> anyhow::Result<()> {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(connection)
+        .await;
+    match created {
+        Err(error) if error.code() != Some("BUSYGROUP") => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Stores a batch and counts its new impressions, in one statement. Returns how many events were new, and
 /// the campaigns among those counted whose impressions reached their budget.
 const STORE: &str = "
@@ -421,10 +450,13 @@ WITH inserted AS (
 )
 SELECT
     (SELECT count(*) FROM inserted),
-    COALESCE((
-        SELECT array_agg(counted.campaign_id) FROM counted JOIN campaigns ON campaigns.id = counted.campaign_id
-        WHERE (campaigns.spec ->> 'budget')::bigint <= counted.impressions
-    ), '{}')";
+    COALESCE(array_agg(exhausted.campaign_id), '{}'),
+    COALESCE(array_agg(exhausted.budget), '{}')
+FROM (
+    SELECT counted.campaign_id, (campaigns.spec ->> 'budget')::bigint AS budget
+    FROM counted JOIN campaigns ON campaigns.id = counted.campaign_id
+    WHERE (campaigns.spec ->> 'budget')::bigint <= counted.impressions
+) AS exhausted";
 
 /// The partition holding events served on `day` (in the deployment's day offset), created if missing.
 pub async fn ensure_partition(db: &PgPool, keys: &KeySpace, day: i64) -> anyhow::Result<()> {
@@ -432,12 +464,14 @@ pub async fn ensure_partition(db: &PgPool, keys: &KeySpace, day: i64) -> anyhow:
     let mut tx = db.begin().await?;
     // Two workers creating the same partition would otherwise race on the catalog.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('events partitions'))").execute(&mut *tx).await?;
+    // Attaching a partition locks the table; behind a long report, fail and retry rather than stall ingest.
+    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
     // Identifiers and bounds are formatted from numbers, never from input; DDL takes no parameters.
     let statement = format!(
         "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
         partition_name(day),
-        timestamp(from),
-        timestamp(until),
+        utc(from).to_rfc3339(),
+        utc(until).to_rfc3339(),
     );
     sqlx::query(&statement).execute(&mut *tx).await?;
     tx.commit().await?;
@@ -449,8 +483,9 @@ fn partition_name(day: i64) -> String {
     format!("events_d{day}")
 }
 
-fn timestamp(at: Timestamp) -> String {
-    DateTime::<Utc>::from_timestamp(at.seconds(), 0).unwrap_or_default().to_rfc3339()
+/// A core timestamp as chrono's; out of chrono's range (never for events that pass ingest) it is the epoch.
+pub(crate) fn utc(at: Timestamp) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(at.seconds(), 0).unwrap_or_default()
 }
 
 /// Drops the partitions whose whole day is older than `retention_days` before `now`; returns their days.
@@ -472,7 +507,12 @@ pub async fn drop_expired_partitions(
     let mut dropped = Vec::new();
     for day in names.iter().filter_map(|name| name.strip_prefix("events_d")?.parse::<i64>().ok()) {
         if day < oldest_kept {
-            sqlx::query(&format!("DROP TABLE IF EXISTS {}", partition_name(day))).execute(db).await?;
+            // Detached concurrently first, so readers and ingest are not locked out while it goes.
+            let name = partition_name(day);
+            sqlx::raw_sql(&format!("ALTER TABLE events DETACH PARTITION {name} CONCURRENTLY"))
+                .execute(db)
+                .await?;
+            sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {name}")).execute(db).await?;
             dropped.push(day);
         }
     }
@@ -525,6 +565,14 @@ async fn run_retention(
         tokio::select! {
             _ = ticker.tick() => {
                 let now = Timestamp(Utc::now().timestamp());
+                // Today's and tomorrow's partitions exist before their first event, so ingest rarely has to
+                // attach one itself.
+                let today = state.keys.day(now);
+                for day in [today, today + 1] {
+                    if let Err(error) = ensure_partition(&state.db, &state.keys, day).await {
+                        tracing::warn!(error = format!("{error:#}"), day, "cannot create an events partition");
+                    }
+                }
                 match drop_expired_partitions(&state.db, &state.keys, now, retention_days).await {
                     Ok(days) if !days.is_empty() => tracing::info!(?days, "dropped expired event partitions"),
                     Ok(_) => {}

@@ -199,6 +199,22 @@ async fn redelivery_is_idempotent_and_trimming_keeps_what_is_not_stored(db: PgPo
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_long_blocking_read_and_a_stream_lost_by_redis_are_survived(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    // Blocking longer than the client library's default response timeout (500 ms).
+    let settings = IngestSettings { block: Duration::from_millis(1500), ..settings(60_000) };
+    let mut worker =
+        Ingester::connect(app.state.clone(), &common::redis_url(), "w".into(), settings).await.unwrap();
+    assert_eq!(worker.step().await.unwrap().read, 0, "an idle blocking read is not an error");
+    // Redis loses the stream, group and all; the next append makes a stream without the group.
+    let _: () = redis::cmd("DEL").arg(app.state.keys.events()).query(&mut app.redis()).unwrap();
+    append(&app, &[record("after-loss", EventKind::Click, "ana", 3, "a", now())]);
+    let _ = worker.step().await; // finds the group gone, and makes it again
+    drain(&mut worker, &app).await;
+    assert_eq!(stored_ids(&db).await, ["after-loss:click"]);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
 async fn malformed_entries_are_acknowledged_and_left_out(db: PgPool) {
     let app = TestApp::new(db.clone()).await;
     let mut redis = app.redis();
@@ -353,6 +369,12 @@ async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
 
     let mut worker = ingester(&app, "w", 60_000).await;
     drain(&mut worker, &app).await;
+    // Each held-out customer was asked twice and is stored once.
+    let holdout_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'holdout'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(holdout_rows as usize, holdouts);
 
     // A conversion needs the editor role at least, and a token of this customer.
     let (status, _) =

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Actor, Role};
 use crate::error::ApiError;
+use crate::ingest::utc;
 use crate::state::AppState;
 
 /// The longest range one request may ask for.
@@ -172,8 +173,4 @@ fn parse_day(raw: &str, field: &str) -> Result<i64, ApiError> {
 
 fn date(day: i64) -> NaiveDate {
     NaiveDate::default() + chrono::Days::new(day.max(0) as u64)
-}
-
-fn utc(at: Timestamp) -> chrono::DateTime<Utc> {
-    chrono::DateTime::from_timestamp(at.seconds(), 0).unwrap_or_default()
 }

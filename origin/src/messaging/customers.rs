@@ -426,9 +426,13 @@ impl Import {
             "INSERT INTO customers (phone, external_id, first_name, last_name, email, location, preferred_product)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
              ON CONFLICT (phone) DO UPDATE SET
-                 external_id = EXCLUDED.external_id, first_name = EXCLUDED.first_name,
-                 last_name = EXCLUDED.last_name, email = EXCLUDED.email, location = EXCLUDED.location,
-                 preferred_product = EXCLUDED.preferred_product, updated_at = now()
+                 external_id = COALESCE(EXCLUDED.external_id, customers.external_id),
+                 first_name = COALESCE(EXCLUDED.first_name, customers.first_name),
+                 last_name = COALESCE(EXCLUDED.last_name, customers.last_name),
+                 email = COALESCE(EXCLUDED.email, customers.email),
+                 location = COALESCE(EXCLUDED.location, customers.location),
+                 preferred_product = COALESCE(EXCLUDED.preferred_product, customers.preferred_product),
+                 updated_at = now()
              RETURNING (xmax = 0)",
         )
         .bind(column(|c| Some(c.phone.clone())))

@@ -58,7 +58,8 @@ pub struct MessengerConfig {
     #[arg(long, env = "POPUP_MESSAGING_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
 
-    #[arg(long, env = "POPUP_MESSAGING_PROVIDER", value_enum, default_value_t = ProviderKind::Mock)]
+    /// Required: a messenger that quietly fell back to the mock would mark messages sent and deliver none.
+    #[arg(long, env = "POPUP_MESSAGING_PROVIDER", value_enum)]
     pub provider: ProviderKind,
 
     /// The mock's latency range in milliseconds, `min-max`.

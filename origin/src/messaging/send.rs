@@ -27,7 +27,7 @@ use crate::auth::{Actor, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Customer ids in one request at most.
+/// Customers one send reaches at most, by ids or by segment.
 pub const MAX_CUSTOMER_IDS: usize = 200_000;
 /// Enough for [`MAX_CUSTOMER_IDS`] ids as JSON.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -149,6 +149,13 @@ pub async fn queue(
             .fetch_optional(&mut *tx)
             .await?;
             let members = members.ok_or(ApiError::NotFound("segment"))?;
+            // One send renders and stores every message in one transaction, in memory: bounded like a list.
+            if members > MAX_CUSTOMER_IDS as i64 {
+                return Err(ApiError::field(
+                    "segment",
+                    format!("has {members} members; one send reaches at most {MAX_CUSTOMER_IDS}"),
+                ));
+            }
             let customers: Vec<CustomerView> = sqlx::query_as(&format!(
                 "{CUSTOMER_SELECT} WHERE external_id IN (
                      SELECT unnest(m.user_ids) FROM segment_members m

@@ -22,8 +22,9 @@
 //! attempt carries the same idempotency key (`outcome_unknown`), so again the provider cannot deliver twice.
 //! If the attempts run out that way the message is `failed` with a last error saying the outcome is unknown.
 //!
-//! An outcome is written only while the message is still `sending` under the same attempt, so a slow worker
-//! whose lease was taken over cannot overwrite a newer state.
+//! An outcome is written only while the message is still `sending` under the same attempt and the lease of
+//! the worker that sent it, so a slow worker whose lease was taken over cannot overwrite the newer attempt
+//! (a takeover keeps the attempt number, so the attempt alone would not tell them apart).
 //!
 //! **Throughput** is in-flight sends over provider latency: 256 in flight against a 50-200 ms provider is
 //! about 2,000 messages a second. To keep the pipeline full, claims take many messages in one query as soon
@@ -64,7 +65,8 @@ pub struct WorkerOptions {
     pub lease: Duration,
     /// How often an idle worker looks for due messages, and promotes scheduled campaigns.
     pub poll_interval: Duration,
-    /// Names this worker in `lease_owner`, for operators.
+    /// Names this worker in `lease_owner`. Unique: outcomes are written only under the lease their worker
+    /// holds, so one that lost its lease to another cannot overwrite the newer attempt.
     pub worker_id: String,
 }
 
@@ -80,7 +82,8 @@ impl Default for WorkerOptions {
             burst: 100,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
-            worker_id: format!("worker-{}", std::process::id()),
+            // The pid alone repeats across containers.
+            worker_id: format!("worker-{}-{:08x}", std::process::id(), random_below(u64::from(u32::MAX))),
         }
     }
 }
@@ -172,7 +175,7 @@ pub async fn run(
     // at least ~94% full.
     let claim_threshold = (concurrency / 16).max(1);
     let (outcomes, received) = mpsc::unbounded_channel::<Recorded>();
-    let recorder = tokio::spawn(record_outcomes(db.clone(), received));
+    let recorder = tokio::spawn(record_outcomes(db.clone(), received, options.worker_id.clone()));
     let mut in_flight: JoinSet<(Claimed, Result<String, SendError>)> = JoinSet::new();
     let start = Instant::now();
     let mut buckets = [
@@ -345,12 +348,12 @@ async fn claim(
 /// Writes outcomes as they come, a batch per statement. If Postgres is unreachable the batch is retried for
 /// a while, then dropped: those messages stay `sending`, their leases run out, and the attempt is sent again
 /// under the same key, which the provider answers without delivering twice.
-async fn record_outcomes(db: PgPool, mut received: mpsc::UnboundedReceiver<Recorded>) {
+async fn record_outcomes(db: PgPool, mut received: mpsc::UnboundedReceiver<Recorded>, owner: String) {
     let mut batch = Vec::with_capacity(1024);
     while received.recv_many(&mut batch, 4096).await > 0 {
         let mut tries = 0;
         loop {
-            match write_batch(&db, &batch).await {
+            match write_batch(&db, &batch, &owner).await {
                 Ok(()) => break,
                 Err(error) if tries < 20 => {
                     tries += 1;
@@ -367,7 +370,7 @@ async fn record_outcomes(db: PgPool, mut received: mpsc::UnboundedReceiver<Recor
     }
 }
 
-async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
+async fn write_batch(db: &PgPool, batch: &[Recorded], owner: &str) -> sqlx::Result<()> {
     let mut ids = Vec::with_capacity(batch.len());
     let mut attempts = Vec::with_capacity(batch.len());
     let mut statuses = Vec::with_capacity(batch.len());
@@ -405,7 +408,7 @@ async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
              updated_at = now()
          FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::bool[])
              AS o(id, attempt, status, delay_ms, error, provider_id, unknown)
-         WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt
+         WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt AND m.lease_owner = $8
          RETURNING CASE WHEN o.status = 'pending' THEN NULL ELSE m.campaign_id END",
     )
     .bind(&ids)
@@ -415,6 +418,7 @@ async fn write_batch(db: &PgPool, batch: &[Recorded]) -> sqlx::Result<()> {
     .bind(&errors)
     .bind(&provider_ids)
     .bind(&unknown)
+    .bind(owner)
     .fetch_all(db)
     .await?
     .into_iter()

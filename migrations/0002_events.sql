@@ -14,6 +14,9 @@ CREATE TABLE events (
     PRIMARY KEY (served_at, event_id)
 ) PARTITION BY RANGE (served_at);
 
+-- For campaign stats: one campaign's events in time order, without reading the whole partition.
+CREATE INDEX events_campaign_at ON events (campaign_id, at);
+
 -- Lifetime impressions per campaign, kept by ingest in the statement that stores the events, so budgets are
 -- read without counting rows.
 CREATE TABLE campaign_totals (

@@ -646,6 +646,56 @@ async fn a_taken_over_lease_resends_the_same_attempt_and_the_provider_dedupes(db
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_worker_that_lost_its_lease_does_not_record_over_the_new_holder(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let ids = customers(&app, 1).await;
+    let id = campaign(&app, sms("slow")).await;
+    send(&app, id, json!({"customer_ids": ids})).await;
+    // A slow provider that fails: the outcome comes back after another worker took the message over.
+    let provider = Arc::new(MockProvider::new(MockOptions {
+        latency_min: Duration::from_millis(800),
+        latency_max: Duration::from_millis(800),
+        failure_rate: 1.0,
+        ..Default::default()
+    }));
+    let options = WorkerOptions { worker_id: "slow-worker".into(), ..fast_options() };
+    let running = RunningWorker::start(&app.state.db, provider.clone(), options);
+    let db = app.state.db.clone();
+    wait_until("the worker to claim the message", Duration::from_secs(10), || {
+        let db = db.clone();
+        async move {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT lease_owner FROM messages").fetch_one(&db).await.unwrap();
+            owner.as_deref() == Some("slow-worker")
+        }
+    })
+    .await;
+    // Meanwhile its lease ran out and another worker took the same attempt over (as `claim` does).
+    sqlx::query(
+        "UPDATE messages SET lease_owner = 'other-worker', lease_until = now() + interval '1 minute'",
+    )
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    wait_until("the slow send to fail", Duration::from_secs(10), || {
+        let provider = provider.clone();
+        async move { !provider.received().is_empty() }
+    })
+    .await;
+    running.stop().await;
+    let (status, owner, attempts): (String, Option<String>, i32) =
+        sqlx::query_as("SELECT status, lease_owner, attempts FROM messages")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), owner.as_deref(), attempts),
+        ("sending", Some("other-worker"), 1),
+        "the late failure must not put the message back in the queue under the new holder's feet"
+    );
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
 async fn stopping_the_worker_drains_the_sends_in_flight(db: PgPool) {
     let app = TestApp::new(db).await;
     let ids = customers(&app, 300).await;

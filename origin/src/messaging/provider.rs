@@ -27,8 +27,10 @@ pub struct Outbound {
     pub body: String,
 }
 
-pub fn idempotency_key(message_id: i64, attempt: i32) -> String {
-    format!("msg-{message_id}-{attempt}")
+/// A message's `seq`-th idempotency key, `msg-<id>-<seq>`: the format the claim query writes in SQL
+/// (`worker::claim`, `key_seq`), for the tests and tools that look a key up.
+pub fn idempotency_key(message_id: i64, seq: i32) -> String {
+    format!("msg-{message_id}-{seq}")
 }
 
 /// Why a send did not go through.

@@ -334,6 +334,13 @@ fn check_caps(campaign: &Campaign, subject: &Subject<'_>) -> Result<(), Skip> {
     Ok(())
 }
 
+/// The control variant that holds `user` out of a campaign with these variants, if any: the assignment the
+/// resolver makes, for attributing a held-out customer's conversion to the control arm.
+pub fn control_variant<'v>(campaign: CampaignId, variants: &'v [Variant], user: &UserId) -> Option<&'v str> {
+    let index = bucket::choose(campaign, user, variants.iter().map(|v| v.weight))?;
+    variants.get(index).filter(|v| v.control).map(|v| v.key.as_str())
+}
+
 fn choose_variant<'c>(campaign: &'c Campaign, user: &UserId) -> Offer<'c> {
     let base = |variant| Offer::Show(Selection { campaign, variant, creative: &campaign.creative });
     if campaign.variants.is_empty() {

@@ -18,7 +18,8 @@
 //!
 //! Holdout exposures are recorded by the resolver itself, since a held-out customer is shown nothing and
 //! posts nothing: one record per customer, campaign and day (`served` is the day's start, the id names the
-//! day), so they count users, the same unit as the other variants' unique users.
+//! day), so they count users, the same unit as the other variants' unique users. A held-out customer's
+//! conversion is keyed the same way ([`Record::control_conversion`]).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -74,6 +75,28 @@ impl Record {
         Record {
             id: format!("h:{day}:{campaign}:{user}"),
             kind: EventKind::Holdout,
+            user: user.clone(),
+            campaign,
+            variant: variant.into(),
+            at: now,
+            served: keys.day_start(day),
+        }
+    }
+
+    /// The record that `user`, held out of `campaign` by its control `variant`, converted on `now`'s day.
+    /// Such a customer never got a token, so the bank names the customer and the campaign instead; one is
+    /// stored per customer, campaign and day, like their holdout exposure.
+    pub fn control_conversion(
+        keys: &KeySpace,
+        user: &UserId,
+        campaign: CampaignId,
+        variant: &str,
+        now: Timestamp,
+    ) -> Record {
+        let day = keys.day(now);
+        Record {
+            id: format!("c:{day}:{campaign}:{user}"),
+            kind: EventKind::Conversion,
             user: user.clone(),
             campaign,
             variant: variant.into(),
@@ -197,6 +220,12 @@ mod tests {
         assert_eq!((later.id.as_str(), later.served), (record.id.as_str(), record.served));
         let tomorrow = Record::holdout(&keys, &user, CampaignId(9), "control", now.plus(86_400));
         assert_ne!(tomorrow.id, record.id);
+        let converted = Record::control_conversion(&keys, &user, CampaignId(9), "control", now.plus(60));
+        assert_eq!(Record::parse(pairs(&converted.append(&keys))), Ok(converted.clone()));
+        assert_eq!((converted.kind, converted.served), (EventKind::Conversion, record.served));
+        assert_ne!(converted.id, record.id, "a conversion is not the exposure");
+        let again = Record::control_conversion(&keys, &user, CampaignId(9), "control", now.plus(7200));
+        assert_eq!(again.id, converted.id, "one per customer, campaign and day");
         assert_eq!(keys.day(record.served), keys.day(now), "served is the start of the local day");
         assert_eq!(keys.day(Timestamp(record.served.seconds() - 1)), keys.day(now) - 1);
     }

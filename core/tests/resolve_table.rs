@@ -10,7 +10,7 @@ use popup_core::campaign::{Campaign, Include, Variant, VersionRange, Weekday, Wi
 use popup_core::catalog::{Catalog, CatalogParts, Settings};
 use popup_core::context::{Platform, RequestContext};
 use popup_core::ids::{CampaignId, SegmentId, Timestamp};
-use popup_core::resolve::{resolve, Rule, Skip, Subject};
+use popup_core::resolve::{control_variant, resolve, Rule, Skip, Subject};
 use popup_core::user::{Counters, UserState};
 use popup_core::zone::ZoneOffsets;
 
@@ -459,6 +459,31 @@ fn a_holdout_falls_through_to_the_next_campaign_and_is_reported() {
     assert_eq!(decision.chosen.unwrap().campaign.id, CampaignId(2));
     assert_eq!(decision.holdouts, [(CampaignId(1), "control")]);
     assert_eq!(decision.trace, [(CampaignId(1), Skip::Holdout)]);
+}
+
+#[test]
+fn the_control_variant_named_for_a_conversion_is_the_one_the_resolver_held_out() {
+    let mut split = campaign(1);
+    split.variants = vec![variant("a", 1, false), variant("control", 1, true), variant("quiet", 1, true)];
+    let catalog = catalog(vec![split.clone()]);
+    let (mut held, mut shown) = (0, 0);
+    for n in 0..300 {
+        let u = user(&format!("cust-{n}"));
+        let decision = explain_for(&catalog, &u, &UserState::default(), &RequestContext::default(), T0);
+        let control = control_variant(split.id, &split.variants, &u);
+        match decision.holdouts.first() {
+            Some((_, key)) => {
+                assert_eq!(control, Some(*key), "{u:?}");
+                held += 1;
+            }
+            None => {
+                assert_eq!(control, None, "{u:?}");
+                shown += 1;
+            }
+        }
+    }
+    assert!(held > 150 && shown > 60, "both arms drawn: {held} held, {shown} shown");
+    assert_eq!(control_variant(split.id, &[], &user("u")), None, "no variants, no control");
 }
 
 #[test]

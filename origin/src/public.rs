@@ -8,16 +8,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use popup_core::catalog::Catalog;
-use popup_core::ids::{CampaignId, Timestamp};
-use popup_core::resolve::{resolve, Subject};
+use popup_core::ids::{CampaignId, Timestamp, UserId};
+use popup_core::resolve::{control_variant, resolve, Subject};
 use popup_core::store::{
-    fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, ResolvePlan,
+    fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, Reply, ResolvePlan,
 };
-use popup_core::stream::holdout_appends;
+use popup_core::stream::{holdout_appends, Record};
 use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::admin::spec::CampaignSpec;
 use crate::auth::{Actor, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -90,29 +91,70 @@ pub async fn popup(
     Ok(Json(PopupResponse::new(&selection, token)).into_response())
 }
 
-/// `POST /v1/conversions` with `{user_id, impression_token}`: 202. Posted by the bank's backend (an API key
-/// with the editor role) when a customer did what a popup asked; it counts toward the token's campaign and
-/// variant, once per token.
+/// The body of `POST /v1/conversions`: the impression token of the popup the customer saw, or, for a
+/// customer held out by a campaign's control variant (who saw nothing and holds no token), the campaign.
+#[derive(Debug, Deserialize)]
+pub struct ConversionRequest {
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    #[serde(default)]
+    pub impression_token: Option<String>,
+    #[serde(default)]
+    pub campaign_id: Option<i64>,
+}
+
+/// `POST /v1/conversions`: 202. Posted by the bank's backend (an API key with the editor role) when a
+/// customer did what a campaign asked. With `impression_token` it counts toward the token's campaign and
+/// variant, once per token; with `campaign_id` instead it counts toward the control variant that held the
+/// customer out (409 if none did), once per customer and day, so a variant's conversion rate can be read
+/// against the control's.
 pub async fn conversion(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<EventRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ConversionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     actor.require(Role::Editor)?;
     let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
-    let (token, dedupe_ttl_seconds) =
-        state
-            .tokens
-            .verify_conversion(&request.impression_token, &user, now)
-            .map_err(|error| ApiError::bad_field("impression_token", error.to_string()))?;
-    let event = Event { kind: EventKind::Conversion, token: &token, dedupe_ttl_seconds, now };
-    let plan = EventPlan::new(&state.keys, &event);
-    let replies = state.redis.run(plan.commands()).await?;
-    let outcome = plan.read(replies).map_err(anyhow::Error::from)?;
+    let recorded = match (request.impression_token, request.campaign_id) {
+        (Some(token), _) => {
+            let (token, dedupe_ttl_seconds) = state
+                .tokens
+                .verify_conversion(&token, &user, now)
+                .map_err(|error| ApiError::bad_field("impression_token", error.to_string()))?;
+            let event = Event { kind: EventKind::Conversion, token: &token, dedupe_ttl_seconds, now };
+            let plan = EventPlan::new(&state.keys, &event);
+            let replies = state.redis.run(plan.commands()).await?;
+            plan.read(replies).map_err(anyhow::Error::from)? == EventOutcome::Recorded
+        }
+        (None, Some(campaign)) => {
+            let spec: sqlx::types::Json<CampaignSpec> =
+                sqlx::query_scalar("SELECT spec FROM campaigns WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(campaign)
+                    .fetch_optional(&state.db)
+                    .await?
+                    .ok_or(ApiError::NotFound("campaign"))?;
+            let campaign = CampaignId(campaign as u64);
+            let control = control_variant(campaign, &spec.variants, &user).ok_or_else(|| {
+                ApiError::Conflict(
+                    "this customer is not held out by the campaign's control; post the impression token of the \
+                     popup they saw"
+                        .into(),
+                )
+            })?;
+            let append =
+                Record::control_conversion(&state.keys, &user, campaign, control, now).append(&state.keys);
+            if let [Reply::Error(message)] = state.redis.run(&[append]).await?.as_slice() {
+                return Err(anyhow::anyhow!("XADD conversion: {message}").into());
+            }
+            // Stored once per customer, campaign and day by ingest; whether this one repeats is not known here.
+            true
+        }
+        (None, None) => return Err(ApiError::bad_field("impression_token", "is required (or campaign_id)")),
+    };
     metrics::counter!("popup_events_total", "kind" => "conversion").increment(1);
-    Ok((StatusCode::ACCEPTED, Json(EventAccepted { recorded: outcome == EventOutcome::Recorded })))
+    Ok((StatusCode::ACCEPTED, Json(EventAccepted { recorded })))
 }
 
 /// Appends a resolve's holdout exposures after answering: they are for reporting, and must not delay the
@@ -125,7 +167,7 @@ fn record_holdouts(state: &AppState, appends: Vec<popup_core::store::Command>) {
     tokio::spawn(async move {
         match state.redis.run(&appends).await {
             Err(error) => tracing::warn!(%error, "holdout exposures not recorded"),
-            Ok(replies) if replies.iter().any(|r| matches!(r, popup_core::store::Reply::Error(_))) => {
+            Ok(replies) if replies.iter().any(|r| matches!(r, Reply::Error(_))) => {
                 tracing::warn!("holdout exposures refused by redis")
             }
             Ok(_) => {}

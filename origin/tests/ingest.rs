@@ -307,15 +307,29 @@ async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
         clicks: i64,
         dismissals: i64,
         conversions: i64,
+        converted: BTreeSet<String>,
         holdouts: BTreeSet<String>,
     }
+    let convert_by_campaign = |user: &str| {
+        app.as_key(ADMIN_KEY, Method::POST, "/v1/conversions", json!({"user_id": user, "campaign_id": id}))
+    };
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     for n in 0..120 {
         let user = format!("cust-{n}");
         let Some((shown, variant, token)) = popup(&app, &user).await else {
-            expected.entry("control".into()).or_default().holdouts.insert(user);
+            let control = expected.entry("control".into()).or_default();
+            control.holdouts.insert(user.clone());
             // Asking again the same day is the same exposure.
             assert!(popup(&app, &format!("cust-{n}")).await.is_none());
+            if n % 2 == 0 {
+                // A held-out customer converts anyway: the bank names the campaign, twice (a retry).
+                for _ in 0..2 {
+                    let (status, body) = convert_by_campaign(&user).await;
+                    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                }
+                control.conversions += 1;
+                control.converted.insert(user);
+            }
             continue;
         };
         assert_eq!(shown, id);
@@ -337,6 +351,10 @@ async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
                 .await;
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
             counts.conversions += 1;
+            counts.converted.insert(user.clone());
+            // Without the token, a customer who was shown the popup is not the control's to count.
+            let (status, body) = convert_by_campaign(&user).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
         } else if n % 3 == 1 {
             event(&app, id, "dismiss", &user, &token).await;
             counts.dismissals += 1;
@@ -409,6 +427,10 @@ async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
         assert_eq!(row["dismissals"], want.dismissals, "{variant}");
         assert_eq!(row["conversions"], want.conversions, "{variant}");
         assert_eq!(row["holdouts"], want.holdouts.len(), "{variant}");
+        assert_eq!(row["converted_users"], want.converted.len(), "{variant}");
+        let exposed = (want.users.len() + want.holdouts.len()) as f64;
+        let rate = row["conversion_rate"].as_f64().unwrap();
+        assert!((rate - want.converted.len() as f64 / exposed).abs() < 1e-9, "{variant}: {row}");
         if want.impressions > 0 {
             let ctr = row["click_through_rate"].as_f64().unwrap();
             assert!((ctr - want.clicks as f64 / want.impressions as f64).abs() < 1e-9);
@@ -428,6 +450,18 @@ async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
     }
     let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns/999999/stats", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .as_key(
+            ADMIN_KEY,
+            Method::POST,
+            "/v1/conversions",
+            json!({"user_id": "cust-1", "campaign_id": 999999}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) =
+        app.as_key(ADMIN_KEY, Method::POST, "/v1/conversions", json!({"user_id": "cust-1"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]

@@ -42,11 +42,14 @@ pub struct Counts {
     pub clicks: i64,
     pub dismissals: i64,
     pub conversions: i64,
+    /// Distinct customers with a conversion.
+    pub converted_users: i64,
     /// Distinct customers held out by this (control) variant: the baseline a variant's lift is read against.
     pub holdouts: i64,
     /// Clicks per impression; absent without impressions.
     pub click_through_rate: Option<f64>,
-    /// Conversions per customer with an impression; absent without impressions.
+    /// Converted customers per customer exposed: those with an impression, or for a control variant those
+    /// held out. A variant's lift is its rate over the control's. Absent without exposures.
     pub conversion_rate: Option<f64>,
 }
 
@@ -65,7 +68,7 @@ pub struct VariantStats {
     pub counts: Counts,
 }
 
-type Row = (i64, String, i64, i64, i64, i64, i64, i64);
+type Row = (i64, String, i64, i64, i64, i64, i64, i64, i64);
 
 /// Counts per (day, variant) over the events of one campaign. `$5` is the day offset in seconds; events
 /// are selected by when they happened (`at`), and by `served_at` too so that only partitions that can hold
@@ -77,6 +80,7 @@ SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
     count(*) FILTER (WHERE kind = 'click'),
     count(*) FILTER (WHERE kind = 'dismiss'),
     count(*) FILTER (WHERE kind = 'conversion'),
+    count(DISTINCT user_id) FILTER (WHERE kind = 'conversion'),
     count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
 FROM events
 WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
@@ -89,6 +93,7 @@ SELECT 0::bigint, variant,
     count(*) FILTER (WHERE kind = 'click'),
     count(*) FILTER (WHERE kind = 'dismiss'),
     count(*) FILTER (WHERE kind = 'conversion'),
+    count(DISTINCT user_id) FILTER (WHERE kind = 'conversion'),
     count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
 FROM events
 WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
@@ -151,7 +156,7 @@ pub async fn campaign(
 }
 
 fn counts(row: &Row) -> Counts {
-    let &(_, _, impressions, unique_users, clicks, dismissals, conversions, holdouts) = row;
+    let &(_, _, impressions, unique_users, clicks, dismissals, conversions, converted_users, holdouts) = row;
     let rate = |n: i64, d: i64| (d > 0).then(|| n as f64 / d as f64);
     Counts {
         impressions,
@@ -159,9 +164,11 @@ fn counts(row: &Row) -> Counts {
         clicks,
         dismissals,
         conversions,
+        converted_users,
         holdouts,
         click_through_rate: rate(clicks, impressions),
-        conversion_rate: rate(conversions, unique_users),
+        // A row is a shown variant or a control: one of the two counts is zero.
+        conversion_rate: rate(converted_users, unique_users + holdouts),
     }
 }
 

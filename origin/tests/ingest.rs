@@ -173,6 +173,67 @@ async fn workers_running_at_once_share_the_stream(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn an_ingest_process_killed_mid_run_loses_nothing_and_duplicates_nothing(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let t = now();
+    let mut records: Vec<Record> = (0..60_000)
+        .map(|i| record(&format!("p{i}"), EventKind::Impression, &format!("u{}", i % 500), 5, "a", t))
+        .collect();
+    let retries: Vec<Record> = (0..6_000).map(|i| records[i * 10].clone()).collect();
+    records.extend(retries);
+    append(&app, &records);
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_popup-origin"))
+            .arg("ingest")
+            .env("RUST_LOG", "warn")
+            .env("DATABASE_URL", common::database_url(&db))
+            .env("REDIS_URL", common::redis_url())
+            .env("POPUP_KEY_PREFIX", &app.prefix)
+            .env("POPUP_DAY_OFFSET", "+07:00")
+            .env("POPUP_TOKEN_SECRET", common::TOKEN_SECRET)
+            .env("POPUP_INGEST_WORKERS", "2")
+            .env("POPUP_INGEST_BATCH", "200")
+            .env("POPUP_INGEST_CLAIM_IDLE_MS", "500")
+            .spawn()
+            .unwrap()
+    };
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events").fetch_one(&db).await.unwrap()
+    };
+    let mut first = spawn();
+    let started = std::time::Instant::now();
+    while count().await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first process stored nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no draining, batches in hand are lost with it
+    first.wait().unwrap();
+    let at_kill = count().await;
+    assert!(at_kill < 60_000, "killed mid-run, with {at_kill} stored");
+
+    let mut second = spawn();
+    let started = std::time::Instant::now();
+    while count().await < 60_000 || pending(&app) > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second process did not finish: {}",
+            count().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let ids = stored_ids(&db).await;
+    assert_eq!(ids.len(), 60_000);
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>().len(), 60_000);
+    let totals: i64 = sqlx::query_scalar("SELECT impressions FROM campaign_totals WHERE campaign_id = 5")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(totals, 60_000);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
 async fn redelivery_is_idempotent_and_trimming_keeps_what_is_not_stored(db: PgPool) {
     let app = TestApp::new(db.clone()).await;
     let t = now();

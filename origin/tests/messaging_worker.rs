@@ -117,17 +117,6 @@ async fn fake_twilio() -> (String, Shared) {
     (format!("http://{address}"), fake)
 }
 
-fn database_url(db: &PgPool) -> String {
-    let options = db.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap()
-    )
-}
-
 fn messenger(database_url: &str, twilio: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_popup-origin"))
         .arg("messenger")

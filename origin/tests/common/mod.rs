@@ -61,6 +61,18 @@ pub fn config(redis_url: &str, prefix: &str) -> Config {
     args.config
 }
 
+/// The URL of the database `db` (one `sqlx::test` made), for a process the test starts.
+pub fn database_url(db: &PgPool) -> String {
+    let options = db.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap()
+    )
+}
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,

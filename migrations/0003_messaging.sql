@@ -54,6 +54,9 @@ CREATE TABLE messages (
     -- The last attempt may have been delivered: the next attempt reuses its idempotency key.
     outcome_unknown      BOOLEAN NOT NULL DEFAULT false,
     next_attempt_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Times the current attempt's lease ran out and another worker took it over: a message that keeps
+    -- outliving its workers is failed after a few (see the worker's module docs).
+    takeovers            INT NOT NULL DEFAULT 0,
     -- While 'sending': the worker holding the message and until when. An expired lease is taken over.
     lease_owner          TEXT,
     lease_until          TIMESTAMPTZ,

@@ -646,6 +646,51 @@ async fn a_taken_over_lease_resends_the_same_attempt_and_the_provider_dedupes(db
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_message_that_outlives_every_worker_fails_instead_of_looping(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let ids = customers(&app, 2).await;
+    let id = campaign(&app, sms("poison")).await;
+    send(&app, id, json!({"customer_ids": ids})).await;
+    // Both messages' leases ran out: one was taken over as many times as allowed, one only once.
+    sqlx::query(
+        "UPDATE messages SET status = 'sending', attempts = 1, key_seq = 1, idempotency_key = 'msg-' || id || '-1',
+             lease_owner = 'dead', lease_until = now() - interval '1 second',
+             takeovers = CASE WHEN id = (SELECT min(id) FROM messages) THEN $1 ELSE 1 END",
+    )
+    .bind(worker::MAX_TAKEOVERS)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    let provider = Arc::new(MockProvider::new(fast_mock()));
+    let running = RunningWorker::start(&app.state.db, provider.clone(), fast_options());
+    let db = app.state.db.clone();
+    wait_until("the campaign to settle", Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { campaign_status(&db, id).await == "sent" }
+    })
+    .await;
+    running.stop().await;
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, last_error FROM messages ORDER BY id")
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(rows[0].0, "failed");
+    assert!(rows[0].1.as_deref().unwrap_or_default().starts_with("abandoned"), "{rows:?}");
+    assert_eq!(rows[1].0, "sent", "a message taken over fewer times is still sent");
+    assert_eq!(provider.received().len(), 1, "the abandoned message was not sent again");
+    // Re-queued from the dead letters, it starts afresh and goes out.
+    let (status, body) =
+        app.admin(Method::POST, "/admin/v1/messages/dead/requeue", json!({"campaign_id": id})).await;
+    assert!(status.is_success(), "{status} {body}");
+    let takeovers: i32 = sqlx::query_scalar("SELECT takeovers FROM messages ORDER BY id LIMIT 1")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(takeovers, 0);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
 async fn a_worker_that_lost_its_lease_does_not_record_over_the_new_holder(db: PgPool) {
     let app = TestApp::new(db).await;
     let ids = customers(&app, 1).await;

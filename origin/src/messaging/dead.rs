@@ -68,7 +68,7 @@ pub async fn requeue(
     };
     let mut tx = state.db.begin().await?;
     let requeued: Vec<(i64, i64)> = sqlx::query_as(
-        "UPDATE messages SET status = 'pending', attempts = 0, next_attempt_at = now(),
+        "UPDATE messages SET status = 'pending', attempts = 0, takeovers = 0, next_attempt_at = now(),
              lease_owner = NULL, lease_until = NULL, updated_at = now()
          WHERE status = 'failed' AND ($1::bigint[] IS NULL OR id = ANY($1))
            AND ($2::bigint IS NULL OR campaign_id = $2)

@@ -14,8 +14,9 @@
 //! provider already (the provider accepted, the worker died before writing `sent`), so the outcome of that
 //! attempt is unknown. Sending the same attempt again sends the same idempotency key, and the provider
 //! answers with its first result rather than delivering twice. Bumping the attempt there would make a new
-//! key and a second delivery. A side effect: a message that
-//! kills every worker that touches it is retried without end; none is known, and the logs show it.
+//! key and a second delivery. A message whose lease runs out [`MAX_TAKEOVERS`] times in one attempt (it
+//! kills or hangs every worker that sends it) is failed instead of taken over again, with a last error
+//! saying so; failing it sends nothing, so it cannot deliver twice either.
 //!
 //! **An attempt without an answer** (a timeout, a connection lost after the request went out) may have been
 //! delivered too. It is retried like any failure, with backoff and within `max_attempts`, but the next
@@ -295,6 +296,9 @@ fn finish(
     let _ = outcomes.send(Recorded { message_id: claimed.outbound.message_id, attempt, next });
 }
 
+/// Takeovers of one attempt after which the message is failed rather than taken over again.
+pub const MAX_TAKEOVERS: i32 = 5;
+
 async fn claim(
     db: &PgPool,
     channel: Channel,
@@ -306,7 +310,7 @@ async fn claim(
     let rows: Vec<(i64, i32, String, String, String)> = sqlx::query_as(
         "WITH expired AS (
              SELECT id FROM messages
-             WHERE status = 'sending' AND channel = $1 AND lease_until < now()
+             WHERE status = 'sending' AND channel = $1 AND lease_until < now() AND takeovers < $5
              LIMIT $2 FOR UPDATE SKIP LOCKED
          ), due AS (
              SELECT id FROM messages
@@ -324,6 +328,7 @@ async fn claim(
                  WHEN m.outcome_unknown AND m.idempotency_key IS NOT NULL THEN m.idempotency_key
                  ELSE 'msg-' || m.id || '-' || (m.key_seq + 1) END,
              outcome_unknown = false,
+             takeovers = CASE WHEN m.status = 'sending' THEN m.takeovers + 1 ELSE 0 END,
              status = 'sending',
              lease_owner = $3,
              lease_until = now() + $4 * interval '1 millisecond',
@@ -335,6 +340,7 @@ async fn claim(
     .bind(limit as i64)
     .bind(&options.worker_id)
     .bind(options.lease.as_millis() as f64)
+    .bind(MAX_TAKEOVERS)
     .fetch_all(db)
     .await?;
     Ok(rows
@@ -463,6 +469,18 @@ async fn sweep(db: &PgPool) -> sqlx::Result<()> {
     .await?;
     if started.rows_affected() > 0 {
         tracing::info!(campaigns = started.rows_affected(), "scheduled campaigns started sending");
+    }
+    let abandoned = sqlx::query(
+        "UPDATE messages SET status = 'failed', lease_owner = NULL, lease_until = NULL, updated_at = now(),
+             last_error = 'abandoned: the workers sending it died or hung ' || takeovers || ' times; \
+                           the provider may have delivered it'
+         WHERE status = 'sending' AND lease_until < now() AND takeovers >= $1",
+    )
+    .bind(MAX_TAKEOVERS)
+    .execute(db)
+    .await?;
+    if abandoned.rows_affected() > 0 {
+        tracing::error!(messages = abandoned.rows_affected(), "messages failed after repeated takeovers");
     }
     settle(db, None).await?;
     Ok(())

@@ -377,6 +377,9 @@ impl Ingester {
             .query_async(&mut self.connection)
             .await?;
         for consumer in consumers.consumers {
+            // `idle` counts from the consumer's last attempted read, empty blocking ones included, so a live
+            // worker (which reads at least every block interval) is never an hour idle and cannot be
+            // removed between this listing and the delete with entries it has just read.
             let departed = consumer.pending == 0
                 && consumer.idle as u128 > FORGET_CONSUMERS_AFTER.as_millis()
                 && consumer.name != self.consumer;

@@ -74,6 +74,7 @@ async fn start(config: &Config) -> anyhow::Result<AppState> {
 /// the ingest batches in hand, finish before it returns.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = start(&config).await?;
+    let stop_signal = shutdown_signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let reconciler =
         tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped.clone()));
@@ -86,7 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "origin listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app(state)).with_graceful_shutdown(stop_signal).await?;
     let _ = stop.send(true);
     reconciler.await?;
     ingest.await?;
@@ -97,6 +98,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// Runs only ingest workers (at least one), until SIGTERM or Ctrl-C: for scaling ingest apart from serving.
 pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     let state = start(&config).await?;
+    let stop_signal = shutdown_signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = ingest::run_workers(
         state,
@@ -106,32 +108,40 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
         stopped,
     );
     let workers = tokio::spawn(workers);
-    shutdown_signal().await;
+    stop_signal.await;
     let _ = stop.send(true);
     workers.await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C: every role of the binary stops on either.
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C: every role of the binary stops on either. The handlers are installed when
+/// this is called, not when the future is first polled, so a role calls it before it starts listening: a
+/// SIGTERM that arrives as soon as the port opens still stops it cleanly rather than killing it.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+        async move {
+            match signals {
+                Ok((mut terminate, mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            tracing::info!("shutting down");
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
+    async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    }
 }

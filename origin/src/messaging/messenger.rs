@@ -177,6 +177,7 @@ pub async fn run(config: MessengerConfig) -> anyhow::Result<()> {
         .await?;
     crate::MIGRATOR.run(&db).await?;
     let provider = config.provider()?;
+    let stop_signal = crate::shutdown_signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(worker::run(
         db,
@@ -185,7 +186,7 @@ pub async fn run(config: MessengerConfig) -> anyhow::Result<()> {
         Arc::new(WorkerMetrics::default()),
         stopped,
     ));
-    crate::shutdown_signal().await;
+    stop_signal.await;
     let _ = stop.send(true);
     worker.await??;
     Ok(())

@@ -23,3 +23,7 @@ CREATE TABLE campaign_totals (
     campaign_id bigint PRIMARY KEY,
     impressions bigint NOT NULL DEFAULT 0
 );
+
+-- A role for the bank's backend, which posts conversions and may do nothing else.
+ALTER TABLE api_keys DROP CONSTRAINT api_keys_role_check;
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_role_check CHECK (role IN ('conversions', 'viewer', 'editor', 'admin'));

@@ -9,10 +9,13 @@ use sqlx::PgPool;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// What a key may do; each role includes the ones before it.
+/// What a key may do. `viewer`, `editor` and `admin` each include the roles before them; `conversions`,
+/// for the bank's backend, only posts conversions (editors and admins may too), so the key a backend holds
+/// cannot read or change campaigns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    Conversions,
     Viewer,
     Editor,
     Admin,
@@ -21,6 +24,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Conversions => "conversions",
             Role::Viewer => "viewer",
             Role::Editor => "editor",
             Role::Admin => "admin",
@@ -28,7 +32,7 @@ impl Role {
     }
 
     fn parse(raw: &str) -> Option<Role> {
-        [Role::Viewer, Role::Editor, Role::Admin].into_iter().find(|r| r.as_str() == raw)
+        [Role::Conversions, Role::Viewer, Role::Editor, Role::Admin].into_iter().find(|r| r.as_str() == raw)
     }
 }
 
@@ -51,6 +55,14 @@ impl Actor {
             Ok(())
         } else {
             Err(ApiError::Forbidden)
+        }
+    }
+
+    /// Posting conversions: the `conversions` role, or editors and admins; not viewers.
+    pub fn require_conversions(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Conversions | Role::Editor | Role::Admin => Ok(()),
+            Role::Viewer => Err(ApiError::Forbidden),
         }
     }
 }

@@ -19,7 +19,7 @@ use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::spec::CampaignSpec;
-use crate::auth::{Actor, Role};
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -103,7 +103,7 @@ pub struct ConversionRequest {
     pub campaign_id: Option<i64>,
 }
 
-/// `POST /v1/conversions`: 202. Posted by the bank's backend (an API key with the editor role) when a
+/// `POST /v1/conversions`: 202. Posted by the bank's backend (an API key with the `conversions` role) when a
 /// customer did what a campaign asked. With `impression_token` it counts toward the token's campaign and
 /// variant, once per token; with `campaign_id` instead it counts toward the control variant that held the
 /// customer out (409 if none did), once per customer and day, so a variant's conversion rate can be read
@@ -113,7 +113,7 @@ pub async fn conversion(
     actor: Actor,
     body: Result<Json<ConversionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
-    actor.require(Role::Editor)?;
+    actor.require_conversions()?;
     let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();

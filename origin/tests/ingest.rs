@@ -549,3 +549,30 @@ async fn a_campaign_that_reaches_its_budget_stops_serving(db: PgPool) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(preview["this_campaign"]["reason"], "budget_exhausted", "{preview}");
 }
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn the_backends_conversions_key_posts_conversions_and_nothing_else(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let id = app.live_campaign(spec("converting")).await;
+    let mut keys = BTreeMap::new();
+    for role in ["conversions", "viewer"] {
+        let (status, created) =
+            app.admin(Method::POST, "/admin/v1/keys", json!({"name": role, "role": role})).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        keys.insert(role, created["key"].as_str().unwrap().to_string());
+    }
+    let (shown, token) = app.popup_for("cust-1").await.unwrap();
+    assert_eq!(shown, id);
+    let conversion = json!({"user_id": "cust-1", "impression_token": token});
+    let (status, body) =
+        app.as_key(&keys["viewer"], Method::POST, "/v1/conversions", conversion.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer reads, and posts nothing: {body}");
+    let (status, body) = app.as_key(&keys["conversions"], Method::POST, "/v1/conversions", conversion).await;
+    assert_eq!((status, &body), (StatusCode::ACCEPTED, &json!({"recorded": true})));
+    for (method, uri) in
+        [(Method::GET, "/admin/v1/campaigns"), (Method::GET, &format!("/admin/v1/campaigns/{id}/stats"))]
+    {
+        let (status, _) = app.as_key(&keys["conversions"], method, uri, Value::Null).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+    }
+}

@@ -71,16 +71,7 @@ impl Record {
         variant: &str,
         now: Timestamp,
     ) -> Record {
-        let day = keys.day(now);
-        Record {
-            id: format!("h:{day}:{campaign}:{user}"),
-            kind: EventKind::Holdout,
-            user: user.clone(),
-            campaign,
-            variant: variant.into(),
-            at: now,
-            served: keys.day_start(day),
-        }
+        Record::daily(keys, EventKind::Holdout, "h", user, campaign, variant, now)
     }
 
     /// The record that `user`, held out of `campaign` by its control `variant`, converted on `now`'s day.
@@ -93,10 +84,24 @@ impl Record {
         variant: &str,
         now: Timestamp,
     ) -> Record {
+        Record::daily(keys, EventKind::Conversion, "c", user, campaign, variant, now)
+    }
+
+    /// A record without a token, kept once per customer, campaign and day: its id names the day (after
+    /// `tag`, which keeps kinds apart), and `served` is the day's start, the same for every copy.
+    fn daily(
+        keys: &KeySpace,
+        kind: EventKind,
+        tag: &str,
+        user: &UserId,
+        campaign: CampaignId,
+        variant: &str,
+        now: Timestamp,
+    ) -> Record {
         let day = keys.day(now);
         Record {
-            id: format!("c:{day}:{campaign}:{user}"),
-            kind: EventKind::Conversion,
+            id: format!("{tag}:{day}:{campaign}:{user}"),
+            kind,
             user: user.clone(),
             campaign,
             variant: variant.into(),

@@ -68,12 +68,15 @@ pub struct VariantStats {
     pub counts: Counts,
 }
 
-type Row = (i64, String, i64, i64, i64, i64, i64, i64, i64);
+/// A day's counts for a variant, or with no day the variant's over the whole range.
+type Row = (Option<i64>, String, i64, i64, i64, i64, i64, i64, i64);
 
-/// Counts per (day, variant) over the events of one campaign. `$5` is the day offset in seconds; events
-/// are selected by when they happened (`at`), and by `served_at` too so that only partitions that can hold
-/// them are read (an event comes at most a token lifetime after its popup was served).
-const PER_DAY: &str = "
+/// Counts per (day, variant) and per variant over the events of one campaign, in one pass: the grouping
+/// sets give the range totals (day NULL) beside the daily rows, with users counted once across days. `$5`
+/// is the day offset in seconds; events are selected by when they happened (`at`), and by `served_at` too
+/// so that only partitions that can hold them are read (an event comes at most a token lifetime after its
+/// popup was served).
+const COUNTS: &str = "
 SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
     count(*) FILTER (WHERE kind = 'impression'),
     count(DISTINCT user_id) FILTER (WHERE kind = 'impression'),
@@ -84,20 +87,8 @@ SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
     count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
 FROM events
 WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
-GROUP BY 1, 2 ORDER BY 1, 2";
-
-const PER_VARIANT: &str = "
-SELECT 0::bigint, variant,
-    count(*) FILTER (WHERE kind = 'impression'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'impression'),
-    count(*) FILTER (WHERE kind = 'click'),
-    count(*) FILTER (WHERE kind = 'dismiss'),
-    count(*) FILTER (WHERE kind = 'conversion'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'conversion'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
-FROM events
-WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
-GROUP BY 2 ORDER BY 2";
+GROUP BY GROUPING SETS ((day, variant), (variant))
+ORDER BY day NULLS LAST, variant";
 
 /// `GET /admin/v1/campaigns/{id}/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`
 pub async fn campaign(
@@ -135,24 +126,22 @@ pub async fn campaign(
     let start = state.keys.day_start(from);
     let end = state.keys.day_start(to + 1);
     let earliest_served = start.plus(-state.tokens.ttl_seconds);
-    let filter = |sql: &'static str| {
-        sqlx::query_as::<_, Row>(sql).bind(id).bind(utc(start)).bind(utc(end)).bind(utc(earliest_served))
-    };
-    let days = filter(PER_DAY).bind(day_offset).fetch_all(&state.db).await?;
-    let variants = filter(PER_VARIANT).fetch_all(&state.db).await?;
-    Ok(Json(CampaignStats {
-        campaign_id: id,
-        from: date(from),
-        to: date(to),
-        days: days
-            .iter()
-            .map(|row| DayStats { day: date(row.0), variant: row.1.clone(), counts: counts(row) })
-            .collect(),
-        variants: variants
-            .iter()
-            .map(|row| VariantStats { variant: row.1.clone(), counts: counts(row) })
-            .collect(),
-    }))
+    let rows: Vec<Row> = sqlx::query_as(COUNTS)
+        .bind(id)
+        .bind(utc(start))
+        .bind(utc(end))
+        .bind(utc(earliest_served))
+        .bind(day_offset)
+        .fetch_all(&state.db)
+        .await?;
+    let (mut days, mut variants) = (Vec::new(), Vec::new());
+    for row in &rows {
+        match row.0 {
+            Some(day) => days.push(DayStats { day: date(day), variant: row.1.clone(), counts: counts(row) }),
+            None => variants.push(VariantStats { variant: row.1.clone(), counts: counts(row) }),
+        }
+    }
+    Ok(Json(CampaignStats { campaign_id: id, from: date(from), to: date(to), days, variants }))
 }
 
 fn counts(row: &Row) -> Counts {

@@ -8,6 +8,7 @@ pub mod preview;
 pub mod segments;
 pub mod spec;
 pub mod stats;
+pub mod upload;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};

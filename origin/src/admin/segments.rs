@@ -6,16 +6,16 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use popup_core::campaign::FieldError;
 use popup_core::ids::{SegmentId, UserId};
 use serde::Serialize;
 use serde_json::json;
 
 use super::page::{PageQuery, Paged};
+use super::upload::LimitedUpload;
 use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::error::ApiError;
@@ -133,21 +133,9 @@ pub async fn upload(
 ) -> Result<Json<UploadResult>, ApiError> {
     actor.require(Role::Editor)?;
     check_name(&name)?;
-    let limit = state.max_segment_bytes;
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
+    let mut upload = LimitedUpload::new(&headers, body, state.max_segment_bytes)?;
     let mut parser = IdParser::default();
-    let mut received = 0u64;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the upload: {e}")))?;
-        received += chunk.len() as u64;
-        if received > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
+    while let Some(chunk) = upload.next_chunk().await? {
         parser.feed(&chunk);
     }
     let mut parser = parser.finish();

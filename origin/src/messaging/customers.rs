@@ -11,10 +11,9 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use popup_core::campaign::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,6 +21,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::phone::{is_e164, E164_MESSAGE};
 use crate::admin::page::{PageQuery, Paged};
+use crate::admin::upload::LimitedUpload;
 use crate::audit;
 use crate::auth::{Actor, Role};
 use crate::error::ApiError;
@@ -251,23 +251,11 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<ImportResult>, ApiError> {
     actor.require(Role::Editor)?;
-    let limit = state.max_segment_bytes;
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
+    let mut upload = LimitedUpload::new(&headers, body, state.max_segment_bytes)?;
     let mut tx = state.db.begin().await?;
     let mut import = Import::default();
     let mut csv = CsvRecords::default();
-    let mut received = 0u64;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the upload: {e}")))?;
-        received += chunk.len() as u64;
-        if received > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
+    while let Some(chunk) = upload.next_chunk().await? {
         csv.feed(&chunk, |record| import.record(record))?;
         import.flush_if_full(&mut tx).await?;
     }

@@ -41,6 +41,7 @@ use crate::campaign::{Campaign, Creative, Include, Variant, DEFAULT_VARIANT};
 use crate::catalog::Catalog;
 use crate::context::{locale_matches, RequestContext};
 use crate::ids::{CampaignId, Timestamp, UserId};
+use crate::token::TokenClaims;
 use crate::user::UserState;
 
 /// Why a campaign was not shown. A new reason also goes in [`Skip::ALL`], so that [`Skip::from_code`]
@@ -154,6 +155,20 @@ pub struct Selection<'c> {
     /// The variant's key: [`DEFAULT_VARIANT`] for a campaign without variants.
     pub variant: &'c str,
     pub creative: &'c Creative,
+}
+
+impl Selection<'_> {
+    /// What the impression token of this popup, served to `user` at `now`, asserts. `nonce` comes from the
+    /// adapter's randomness: the core draws none.
+    pub fn token_claims(&self, user: &UserId, now: Timestamp, nonce: u64) -> TokenClaims {
+        TokenClaims {
+            user: user.clone(),
+            campaign: self.campaign.id,
+            variant: self.variant.into(),
+            issued_at: now,
+            nonce,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, ResolvePlan};
 use popup_core::stream::holdout_appends;
-use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
 use worker::{Context, Date, Env, Request, Response};
@@ -44,14 +43,7 @@ pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, Ed
     let response = match decision.chosen {
         None => Response::empty()?.with_status(204),
         Some(selection) => {
-            let claims = TokenClaims {
-                user: user.clone(),
-                campaign: selection.campaign.id,
-                variant: selection.variant.to_string(),
-                issued_at: now,
-                nonce: random_nonce()?,
-            };
-            let token = config.tokens.issue(&claims)?;
+            let token = config.tokens.issue(&selection.token_claims(&user, now, random_nonce()?))?;
             Response::from_json(&PopupResponse::new(&selection, token))?
         }
     };

@@ -14,7 +14,6 @@ use popup_core::store::{
     fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, Reply, ResolvePlan,
 };
 use popup_core::stream::{holdout_appends, Record};
-use popup_core::token::TokenClaims;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::{Deserialize, Serialize};
 
@@ -79,13 +78,7 @@ pub async fn popup(
         outcome("none");
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let claims = TokenClaims {
-        user: user.clone(),
-        campaign: selection.campaign.id,
-        variant: selection.variant.to_string(),
-        issued_at: now,
-        nonce: random_nonce()?,
-    };
+    let claims = selection.token_claims(&user, now, random_nonce()?);
     let token = state.tokens.issue(&claims).map_err(anyhow::Error::from)?;
     outcome("shown");
     Ok(Json(PopupResponse::new(&selection, token)).into_response())

@@ -227,6 +227,13 @@ pub struct Caps {
     pub min_interval_seconds: Option<u32>,
 }
 
+impl Caps {
+    /// Whether any cap applies, so that the customer's counters matter.
+    pub fn any(&self) -> bool {
+        self.lifetime.is_some() || self.per_day.is_some() || self.min_interval_seconds.is_some()
+    }
+}
+
 /// Who may see the campaign: everyone or members of any of the `include` segments, minus members of any
 /// `exclude` segment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 //! Resolution order: priority descending, then campaign id ascending, so that of two campaigns with the same
 //! priority the older one wins, and the order never depends on how the catalog was assembled.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
@@ -17,7 +17,7 @@ use crate::campaign::{Campaign, ValidationErrors};
 use crate::ids::{CampaignId, SegmentId};
 use crate::zone::ZoneOffsets;
 
-/// The largest catalog version: 2^53. The publish script ([`crate::store::PUBLISH_SCRIPT`]) compares
+/// The largest catalog version: 2^53. The publish script ([`crate::projection::PUBLISH_SCRIPT`]) compares
 /// versions as Lua numbers, which are doubles; up to 2^53 every integer is exact, above it neighbours
 /// round together and an older catalog could replace a newer one.
 pub const MAX_VERSION: u64 = 1 << 53;
@@ -47,6 +47,33 @@ pub struct CatalogParts {
     /// Impressions served so far, for campaigns with a budget. The origin lists only those that reached it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub served: BTreeMap<CampaignId, u64>,
+    /// What Redis does not hold yet and is being restored (after Redis lost its data): resolution stops,
+    /// with no popup, at a campaign that depends on it (see [`crate::resolve`]).
+    #[serde(default, skip_serializing_if = "Restoring::is_empty")]
+    pub restoring: Restoring,
+}
+
+/// The parts of the projection a catalog cannot rely on yet, because Redis lost them and they are being
+/// written back (see [`crate::heal`]). A customer's memberships or counters read from Redis for these are
+/// incomplete, so nothing that depends on them can be decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restoring {
+    /// Segments with members whose current version is not all in Redis yet. They are absent from
+    /// [`CatalogParts::segments`].
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub segments: BTreeSet<SegmentId>,
+    /// Campaigns whose impression counters are not yet rebuilt from the recorded events.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub counters: BTreeSet<CampaignId>,
+    /// Today's impressions across all campaigns (the global daily cap) are not yet rebuilt.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub daily_totals: bool,
+}
+
+impl Restoring {
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.counters.is_empty() && !self.daily_totals
+    }
 }
 
 /// A valid catalog: campaigns validated, unique and sorted, every zone present.
@@ -132,6 +159,11 @@ impl Catalog {
 
     pub fn served(&self, campaign: CampaignId) -> u64 {
         self.0.served.get(&campaign).copied().unwrap_or(0)
+    }
+
+    /// What Redis does not hold yet; empty once every part is restored.
+    pub fn restoring(&self) -> &Restoring {
+        &self.0.restoring
     }
 
     pub fn into_parts(self) -> CatalogParts {

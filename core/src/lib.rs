@@ -15,6 +15,7 @@
 //! - [`bucket`]: deterministic A/B variant assignment.
 //! - [`token`]: HMAC-signed impression tokens.
 //! - [`store`]: the Redis key layout and the command plans for a resolve and an event.
+//! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.
 //! - [`wire`]: the JSON bodies of the public API.
@@ -29,6 +30,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod context;
 pub mod ids;
+pub mod projection;
 pub mod resolve;
 pub mod store;
 pub mod stream;

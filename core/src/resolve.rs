@@ -18,6 +18,16 @@
 //! evaluates every campaign and returns the full trace for the admin preview. Both share one evaluation, so
 //! the preview never disagrees with what is served.
 //!
+//! # While Redis is being restored
+//!
+//! After Redis lost its data, the catalog lists what is not written back yet ([`Catalog::restoring`]). A
+//! check that needs it cannot be decided: a segment being restored (in step 4, unless the customer's
+//! membership of another segment already decides), the campaign's counters when it has caps (step 5), or
+//! today's totals when there is a global daily cap (step 6). Such a campaign is [`Skip::Restoring`] and
+//! resolution **stops** there with no popup: the customer may be excluded, capped or entitled to it, and a
+//! lower-priority campaign would be a guess. Later campaigns are [`Skip::LowerPriority`]. Nothing shown is
+//! the safe answer; a popup to an opted-out customer is not.
+//!
 //! # Caps and offers in flight
 //!
 //! Caps count recorded impressions: the event script ([`crate::store::EVENT_SCRIPT`]) bumps the counters
@@ -40,7 +50,7 @@ use crate::bucket;
 use crate::campaign::{Campaign, Creative, Include, Variant, DEFAULT_VARIANT};
 use crate::catalog::Catalog;
 use crate::context::{locale_matches, RequestContext};
-use crate::ids::{CampaignId, Timestamp, UserId};
+use crate::ids::{CampaignId, SegmentId, Timestamp, UserId};
 use crate::token::TokenClaims;
 use crate::user::UserState;
 
@@ -61,13 +71,15 @@ pub enum Skip {
     DailyCap,
     Interval,
     GlobalDailyCap,
+    /// What the campaign's checks need is still being restored into Redis; resolution stops here.
+    Restoring,
     Holdout,
     LowerPriority,
 }
 
 impl Skip {
     /// Every reason, each rule mismatch included, in the order the checks run.
-    pub const ALL: [Skip; 17] = [
+    pub const ALL: [Skip; 18] = [
         Skip::NotStarted,
         Skip::Ended,
         Skip::OutsideWindow,
@@ -83,6 +95,7 @@ impl Skip {
         Skip::DailyCap,
         Skip::Interval,
         Skip::GlobalDailyCap,
+        Skip::Restoring,
         Skip::Holdout,
         Skip::LowerPriority,
     ];
@@ -103,6 +116,7 @@ impl Skip {
             Skip::DailyCap => "daily_cap",
             Skip::Interval => "interval",
             Skip::GlobalDailyCap => "global_daily_cap",
+            Skip::Restoring => "restoring",
             Skip::Holdout => "holdout",
             Skip::LowerPriority => "lower_priority",
         }
@@ -193,8 +207,10 @@ pub fn explain<'c>(catalog: &'c Catalog, subject: &Subject<'_>) -> Decision<'c> 
 
 fn evaluate<'c>(catalog: &'c Catalog, subject: &Subject<'_>, trace: bool) -> Decision<'c> {
     let mut decision = Decision::default();
+    // Set by a winner, or by a campaign that cannot be decided yet: either way nothing below it is shown.
+    let mut decided = false;
     for campaign in catalog.campaigns() {
-        if decision.chosen.is_some() {
+        if decided {
             if !trace {
                 break;
             }
@@ -202,7 +218,10 @@ fn evaluate<'c>(catalog: &'c Catalog, subject: &Subject<'_>, trace: bool) -> Dec
             continue;
         }
         match check(catalog, campaign, subject) {
-            Ok(Offer::Show(selection)) => decision.chosen = Some(selection),
+            Ok(Offer::Show(selection)) => {
+                decision.chosen = Some(selection);
+                decided = true;
+            }
             Ok(Offer::HoldOut(variant)) => {
                 decision.holdouts.push((campaign.id, variant));
                 if trace {
@@ -210,6 +229,7 @@ fn evaluate<'c>(catalog: &'c Catalog, subject: &Subject<'_>, trace: bool) -> Dec
                 }
             }
             Err(skip) => {
+                decided = skip == Skip::Restoring;
                 if trace {
                     decision.trace.push((campaign.id, skip));
                 }
@@ -234,8 +254,15 @@ fn check<'c>(catalog: &'c Catalog, campaign: &'c Campaign, subject: &Subject<'_>
     check_placement(campaign, subject.context)?;
     check_rules(campaign, subject.context)?;
     check_audience(catalog, campaign, subject.state)?;
+    let restoring = catalog.restoring();
+    if campaign.caps.any() && restoring.counters.contains(&campaign.id) {
+        return Err(Skip::Restoring);
+    }
     check_caps(campaign, subject)?;
     if let Some(limit) = catalog.settings().max_popups_per_day {
+        if restoring.daily_totals {
+            return Err(Skip::Restoring);
+        }
         if subject.state.shown_today >= limit {
             return Err(Skip::GlobalDailyCap);
         }
@@ -315,19 +342,25 @@ fn check_rules(campaign: &Campaign, context: &RequestContext) -> Result<(), Skip
 
 fn check_audience(catalog: &Catalog, campaign: &Campaign, state: &UserState) -> Result<(), Skip> {
     let member = |segment| state.is_member(segment, catalog.segment_version(segment));
+    let restoring = |segment: &SegmentId| catalog.restoring().segments.contains(segment);
     let audience = &campaign.audience;
     if let Include::AnyOf(segments) = &audience.include {
-        // A segment without a current version lists nobody, so it adds no one to the audience.
+        // A segment without a current version lists nobody, so it adds no one to the audience; one being
+        // restored may list the customer, so only a membership found elsewhere decides.
         if !segments.iter().copied().any(member) {
-            return Err(Skip::NotInAudience);
+            return Err(if segments.iter().any(restoring) { Skip::Restoring } else { Skip::NotInAudience });
         }
     }
     // Fails closed: without a current version of an excluded segment (never uploaded, or dropped from the
     // catalog) nothing proves the customer is not in it, and showing a campaign to a customer who opted
     // out is worse than not showing it to one who did not.
-    let excluded = |segment| catalog.segment_version(segment).is_none() || member(segment);
+    let excluded =
+        |segment| (catalog.segment_version(segment).is_none() && !restoring(&segment)) || member(segment);
     if audience.exclude.iter().copied().any(excluded) {
         return Err(Skip::Excluded);
+    }
+    if audience.exclude.iter().any(restoring) {
+        return Err(Skip::Restoring);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `P:{catalog}` | string | the catalog JSON ([`Catalog::encode`]) |
 //! | `P:{catalog}:version` | string | the catalog's version (at most [`crate::catalog::MAX_VERSION`]); both keys change together, never backwards |
-//! | `P:segment:<id>:loaded` | string | the segment version whose members are all written to Redis |
+//! | `P:{catalog}:ready` | hash | which parts of the projection are complete in Redis ([`crate::projection`]) |
 //! | `P:u:{uid}` | hash | `s:<segment>:<version parity>` -> segment version; `n:<campaign>` -> lifetime impressions; `t:<campaign>` -> last impression (unix seconds) |
 //! | `P:u:{uid}:d:<day>` | hash, expires | `n:<campaign>` -> impressions that day; `all` -> impressions that day, all campaigns |
 //! | `P:u:{uid}:e:<token id>:<kind>` | string, expires | marks an event as recorded, so a retry is a no-op |
@@ -16,8 +16,8 @@
 //!
 //! The braces make `{uid}` a Redis Cluster hash tag: all keys of one customer live in one slot, which the
 //! event script requires; likewise `{catalog}` for the publish script. A resolve is one pipeline of three commands whatever the number of campaigns:
-//! `GET P:{catalog}:version` (or `GET P:{catalog}` when nothing is cached), `HGETALL P:u:{uid}`,
-//! `HGETALL P:u:{uid}:d:<day>`. An event is one pipeline of two: the event script and `XADD`.
+//! `HGETALL P:u:{uid}`, `HGETALL P:u:{uid}:d:<day>`, then `GET P:{catalog}:version` (or `GET P:{catalog}`
+//! when nothing is cached). An event is one pipeline of two: the event script and `XADD`.
 //!
 //! Memberships are double-buffered: a segment's consecutive versions have opposite parity (the origin makes
 //! sure of it), and each parity has its own field. An upload in progress writes the field of the new
@@ -131,10 +131,10 @@ impl KeySpace {
         format!("{}:{{catalog}}:version", self.prefix)
     }
 
-    /// Holds the segment version whose members are all in Redis, so a rebuild after a flush knows to
-    /// rewrite them.
-    pub fn segment_loaded(&self, segment: SegmentId) -> String {
-        format!("{}:segment:{segment}:loaded", self.prefix)
+    /// The readiness hash: which parts of the projection are complete (see [`crate::projection`]). In the
+    /// catalog's hash slot, so the publish script can check it in the step that writes the catalog.
+    pub fn readiness(&self) -> String {
+        format!("{}:{{catalog}}:ready", self.prefix)
     }
 
     pub fn user(&self, user: &UserId) -> String {
@@ -177,7 +177,7 @@ impl KeySpace {
     /// Seconds from `now` until the day after `now`'s day ends: daily counters live that long, so that a
     /// resolve just after midnight never reads a hash that expired early. Between one day (exclusive) and
     /// two (inclusive).
-    fn day_ttl(&self, now: Timestamp) -> i64 {
+    pub(crate) fn day_ttl(&self, now: Timestamp) -> i64 {
         2 * SECONDS_PER_DAY - self.split_day(now).1
     }
 }
@@ -210,34 +210,6 @@ pub fn parse_day_offset(raw: &str) -> Option<i32> {
 /// The hash field that holds a customer's membership of `version` of a segment.
 pub fn segment_field(segment: SegmentId, version: u64) -> String {
     format!("s:{segment}:{}", version % 2)
-}
-
-/// Replaces the catalog unless Redis already holds a newer one, so two writers finishing out of order never
-/// roll the catalog back. KEYS: catalog, version. ARGV: catalog JSON, version. Returns 1 if written.
-/// Versions compare as Lua numbers (doubles), which is exact because a catalog's version is at most
-/// [`crate::catalog::MAX_VERSION`].
-pub const PUBLISH_SCRIPT: &str = "\
-if tonumber(redis.call('GET', KEYS[2]) or '-1') >= tonumber(ARGV[2]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-return 1";
-
-/// The command that publishes a catalog: the catalog and its version change in one step.
-pub fn publish_catalog(keys: &KeySpace, catalog: &Catalog) -> Command {
-    Command::new([
-        "EVAL",
-        PUBLISH_SCRIPT,
-        "2",
-        &keys.catalog(),
-        &keys.catalog_version(),
-        &catalog.encode(),
-        &catalog.version().to_string(),
-    ])
-}
-
-/// Whether the reply to [`publish_catalog`] says the catalog was written (false: a newer one was there).
-pub fn read_publish(reply: &Reply) -> Result<bool, StoreError> {
-    Ok(parse_int(reply, "EVAL publish")? == 1)
 }
 
 /// Marks `user` as a member of `segment` at `version`.
@@ -292,10 +264,13 @@ impl ResolvePlan {
             Some(_) => Command::new(["GET", &keys.catalog_version()]),
             None => fetch_catalog(keys),
         };
+        // The catalog is read last. Redis runs a pipeline's commands in order, so if a flush lands between
+        // them, the customer's hashes may be read after it but the catalog then is read after it too and is
+        // gone: an old catalog is never paired with memberships read from an emptied Redis.
         let commands = [
-            catalog_read,
             Command::new(["HGETALL", &keys.user(user)]),
             Command::new(["HGETALL", &keys.user_day(user, keys.day(now))]),
+            catalog_read,
         ];
         ResolvePlan { commands, cached_version }
     }
@@ -305,7 +280,7 @@ impl ResolvePlan {
     }
 
     pub fn read(&self, replies: Vec<Reply>) -> Result<ResolveInputs, StoreError> {
-        let [catalog, user, today] = exact::<3>(replies)?;
+        let [user, today, catalog] = exact::<3>(replies)?;
         let catalog = match self.cached_version {
             None => read_catalog(catalog)?.map_or(CatalogStatus::Absent, CatalogStatus::Fetched),
             Some(cached) => match catalog {
@@ -502,7 +477,7 @@ fn exact<const N: usize>(replies: Vec<Reply>) -> Result<[Reply; N], StoreError> 
     replies.try_into().map_err(|_| StoreError::ReplyCount { expected: N, got })
 }
 
-fn parse_int(reply: &Reply, command: &'static str) -> Result<i64, StoreError> {
+pub(crate) fn parse_int(reply: &Reply, command: &'static str) -> Result<i64, StoreError> {
     match reply {
         Reply::Int(n) => Ok(*n),
         Reply::Bulk(bytes) => core::str::from_utf8(bytes)
@@ -534,7 +509,7 @@ fn parse_version(reply: &Reply) -> Result<u64, StoreError> {
 }
 
 /// The field/value pairs of an `HGETALL` reply. Non-UTF-8 entries are skipped.
-fn hash_pairs(reply: Reply, command: &'static str) -> Result<Vec<(String, String)>, StoreError> {
+pub(crate) fn hash_pairs(reply: Reply, command: &'static str) -> Result<Vec<(String, String)>, StoreError> {
     let items = match reply {
         Reply::Array(items) => items,
         Reply::Nil => Vec::new(),
@@ -622,7 +597,7 @@ mod tests {
     }
 
     fn read_version(reply: Reply) -> Result<ResolveInputs, StoreError> {
-        resolve_plan(Some(7)).read(alloc::vec![reply, Reply::Nil, Reply::Nil])
+        resolve_plan(Some(7)).read(alloc::vec![Reply::Nil, Reply::Nil, reply])
     }
 
     #[test]
@@ -670,10 +645,10 @@ mod tests {
     fn a_resolve_reports_error_replies_with_their_command() {
         let redis = |command, message: &str| Err(StoreError::Redis { command, message: message.into() });
         let cases = [
-            (None, [error("LOADING"), Reply::Nil, Reply::Nil], redis("GET catalog", "LOADING")),
-            (Some(1), [error("LOADING"), Reply::Nil, Reply::Nil], redis("GET catalog:version", "LOADING")),
-            (Some(1), [bulk("1"), error("WRONGTYPE"), Reply::Nil], redis("HGETALL user", "WRONGTYPE")),
-            (Some(1), [bulk("1"), Reply::Nil, error("WRONGTYPE")], redis("HGETALL user day", "WRONGTYPE")),
+            (None, [Reply::Nil, Reply::Nil, error("LOADING")], redis("GET catalog", "LOADING")),
+            (Some(1), [Reply::Nil, Reply::Nil, error("LOADING")], redis("GET catalog:version", "LOADING")),
+            (Some(1), [error("WRONGTYPE"), Reply::Nil, bulk("1")], redis("HGETALL user", "WRONGTYPE")),
+            (Some(1), [Reply::Nil, error("WRONGTYPE"), bulk("1")], redis("HGETALL user day", "WRONGTYPE")),
         ];
         for (cached, replies, expected) in cases {
             assert_eq!(resolve_plan(cached).read(replies.to_vec()).map(|_| ()), expected);
@@ -685,16 +660,16 @@ mod tests {
         let unexpected = |command| Err(StoreError::UnexpectedReply(command));
         let odd = Reply::Array(alloc::vec![bulk("n:1"), bulk("2"), bulk("all")]);
         let cases = [
-            (None, [Reply::Int(3), Reply::Nil, Reply::Nil], unexpected("GET catalog")),
-            (Some(1), [bulk("1"), odd.clone(), Reply::Nil], unexpected("HGETALL user")),
-            (Some(1), [bulk("1"), Reply::Nil, odd], unexpected("HGETALL user day")),
-            (Some(1), [bulk("1"), bulk("n:1"), Reply::Nil], unexpected("HGETALL user")),
-            (Some(1), [bulk("1"), Reply::Nil, Reply::Int(1)], unexpected("HGETALL user day")),
+            (None, [Reply::Nil, Reply::Nil, Reply::Int(3)], unexpected("GET catalog")),
+            (Some(1), [odd.clone(), Reply::Nil, bulk("1")], unexpected("HGETALL user")),
+            (Some(1), [Reply::Nil, odd, bulk("1")], unexpected("HGETALL user day")),
+            (Some(1), [bulk("n:1"), Reply::Nil, bulk("1")], unexpected("HGETALL user")),
+            (Some(1), [Reply::Nil, Reply::Int(1), bulk("1")], unexpected("HGETALL user day")),
         ];
         for (cached, replies, expected) in cases {
             assert_eq!(resolve_plan(cached).read(replies.to_vec()).map(|_| ()), expected);
         }
-        let garbage = resolve_plan(None).read(alloc::vec![bulk("{not json"), Reply::Nil, Reply::Nil]);
+        let garbage = resolve_plan(None).read(alloc::vec![Reply::Nil, Reply::Nil, bulk("{not json")]);
         assert!(matches!(garbage, Err(StoreError::Catalog(CatalogError::Malformed(_)))));
     }
 
@@ -725,7 +700,7 @@ mod tests {
             items.extend([Reply::Bulk(alloc::vec![0xff, 0xfe]), bulk("1"), bulk("n:6"), Reply::Nil]);
             items.extend([bulk("n:7"), Reply::Int(6)]);
         }
-        let inputs = resolve_plan(Some(1)).read(alloc::vec![bulk("1"), user, day]).unwrap();
+        let inputs = resolve_plan(Some(1)).read(alloc::vec![user, day, bulk("1")]).unwrap();
         let state = inputs.user;
         assert_eq!(
             state.counters(CampaignId(1)),
@@ -798,7 +773,7 @@ mod tests {
     #[test]
     fn commands_give_their_name_and_arguments_apart() {
         let plan = resolve_plan(None);
-        let user = &plan.commands()[1];
+        let user = &plan.commands()[0];
         assert_eq!(user.name(), "HGETALL");
         assert_eq!(user.arguments(), ["p:u:{u}"]);
         assert_eq!(user.args(), ["HGETALL", "p:u:{u}"]);

@@ -12,10 +12,14 @@ use popup_core::campaign::Caps;
 use popup_core::catalog::{Catalog, CatalogParts, Settings};
 use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, SegmentId, Timestamp, UserId};
+use popup_core::projection::{
+    assess, begin, fetch_readiness, mark, publish_catalog, read_begin, read_mark, read_publish,
+    read_readiness, Part, Published,
+};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{
-    add_member, fetch_catalog, publish_catalog, read_catalog, read_publish, CatalogStatus, Command, Event,
-    EventKind, EventOutcome, EventPlan, KeySpace, Reply, ResolvePlan,
+    add_member, fetch_catalog, read_catalog, CatalogStatus, Command, Event, EventKind, EventOutcome,
+    EventPlan, KeySpace, Reply, ResolvePlan,
 };
 use popup_core::stream::Record;
 use popup_core::token::{issue, TokenClaims, VerifiedToken, Verifier};
@@ -66,9 +70,28 @@ impl Redis {
         redis::cmd("TTL").arg(key).query(&mut self.connection).unwrap()
     }
 
+    /// Publishes `catalog` as the origin does once every part it names is in Redis: marks them all, then
+    /// publishes relying on the marks.
     fn publish(&mut self, catalog: &Catalog) -> bool {
-        let command = publish_catalog(&self.keys, catalog);
-        read_publish(&self.run(&[command])[0]).unwrap()
+        let reply = self.run(&[begin(&self.keys, "epoch-1")]).remove(0);
+        let (epoch, _) = read_begin(reply).unwrap();
+        let mut parts = catalog.clone().into_parts();
+        let mut marks: Vec<Part> =
+            parts.segments.iter().map(|(&segment, &version)| Part::Segment { segment, version }).collect();
+        marks.extend(parts.campaigns.iter().map(|c| Part::Counters(c.id)));
+        marks.push(Part::DailyTotals);
+        for part in &marks {
+            assert!(read_mark(&self.run(&[mark(&self.keys, &epoch, part)])[0]).unwrap());
+        }
+        let readiness = read_readiness(self.run(&[fetch_readiness(&self.keys)]).remove(0)).unwrap();
+        let claims = assess(&mut parts, &readiness);
+        assert!(parts.restoring.is_empty());
+        let command = publish_catalog(&self.keys, catalog, &claims);
+        match read_publish(&self.run(&[command])[0]).unwrap() {
+            Published::Written => true,
+            Published::Superseded => false,
+            Published::LostMarks => panic!("marks lost"),
+        }
     }
 
     fn resolve_inputs(

@@ -340,6 +340,81 @@ const CASES: &[Case] = &[
         },
         expect: Expect::Shown("default"),
     },
+    // While Redis is being restored (after it lost its data).
+    Case {
+        name: "an excluded segment being restored decides nothing",
+        setup: |s| {
+            exclude_segment(s, None);
+            s.parts.segments.clear();
+            s.parts.restoring.segments.insert(SEGMENT);
+        },
+        expect: Expect::Skipped(Skip::Restoring),
+    },
+    Case {
+        name: "a loaded excluded segment decides even while another is restored",
+        setup: |s| {
+            exclude_segment(s, Some(1));
+            s.campaign.audience.exclude.push(OTHER_SEGMENT);
+            s.parts.restoring.segments.insert(OTHER_SEGMENT);
+        },
+        expect: Expect::Skipped(Skip::Excluded),
+    },
+    Case {
+        name: "an included segment being restored decides nothing",
+        setup: |s| {
+            s.campaign.audience.include = Include::AnyOf(vec![SEGMENT]);
+            s.parts.restoring.segments.insert(SEGMENT);
+        },
+        expect: Expect::Skipped(Skip::Restoring),
+    },
+    Case {
+        name: "a membership of a loaded included segment decides while another is restored",
+        setup: |s| {
+            include_segment(s, Some(3));
+            s.parts.segments.remove(&OTHER_SEGMENT);
+            s.parts.restoring.segments.insert(OTHER_SEGMENT);
+        },
+        expect: Expect::Shown("default"),
+    },
+    Case {
+        name: "a capped campaign whose counters are being restored decides nothing",
+        setup: |s| {
+            s.campaign.caps.lifetime = Some(3);
+            s.parts.restoring.counters.insert(CampaignId(1));
+        },
+        expect: Expect::Skipped(Skip::Restoring),
+    },
+    Case {
+        name: "an uncapped campaign does not need its counters",
+        setup: |s| {
+            s.parts.restoring.counters.insert(CampaignId(1));
+        },
+        expect: Expect::Shown("default"),
+    },
+    Case {
+        name: "the global daily cap needs today's totals",
+        setup: |s| {
+            s.parts.settings = Settings { max_popups_per_day: Some(2) };
+            s.parts.restoring.daily_totals = true;
+        },
+        expect: Expect::Skipped(Skip::Restoring),
+    },
+    Case {
+        name: "without a global daily cap today's totals are not needed",
+        setup: |s| {
+            s.parts.restoring.daily_totals = true;
+        },
+        expect: Expect::Shown("default"),
+    },
+    Case {
+        name: "rules are still decided while the audience is restored",
+        setup: |s| {
+            s.campaign.placements = vec!["home".into()];
+            s.campaign.audience.include = Include::AnyOf(vec![SEGMENT]);
+            s.parts.restoring.segments.insert(SEGMENT);
+        },
+        expect: Expect::Skipped(Skip::WrongPlacement),
+    },
     // Variants.
     // A 1-in-a-million chance of "b": the test user (fixed) lands in control.
     Case {
@@ -502,4 +577,28 @@ fn no_campaigns_means_no_popup() {
     let catalog = Catalog::empty();
     let decision = explain_for(&catalog, &user("u"), &UserState::default(), &RequestContext::default(), T0);
     assert!(decision.chosen.is_none() && decision.trace.is_empty());
+}
+
+#[test]
+fn resolution_stops_at_a_campaign_that_cannot_be_decided_yet() {
+    // A segment of the higher campaign is being restored: its members may see it, and everyone else the
+    // lower one, but which is which is unknown, so nobody sees anything.
+    let mut members_only = campaign(1);
+    members_only.priority = 9;
+    members_only.audience.include = Include::AnyOf(vec![SEGMENT]);
+    let mut parts =
+        CatalogParts { version: 1, campaigns: vec![members_only, campaign(2)], ..Default::default() };
+    parts.restoring.segments.insert(SEGMENT);
+    let catalog = Catalog::build(parts.clone()).unwrap();
+    let state = UserState::default();
+    let decision = explain_for(&catalog, &user("u"), &state, &RequestContext::default(), T0);
+    assert!(decision.chosen.is_none());
+    assert_eq!(decision.trace, [(CampaignId(1), Skip::Restoring), (CampaignId(2), Skip::LowerPriority)]);
+    let subject = Subject { user: &user("u"), state: &state, context: &RequestContext::default(), now: T0 };
+    assert!(resolve(&catalog, &subject).chosen.is_none());
+    // Once the segment is back, non-members get the lower campaign again.
+    parts.restoring.segments.clear();
+    parts.segments.insert(SEGMENT, 1);
+    let catalog = Catalog::build(parts).unwrap();
+    assert_eq!(resolve(&catalog, &subject).chosen.unwrap().campaign.id, CampaignId(2));
 }

@@ -362,14 +362,14 @@ mod tests {
         let plan = ResolvePlan::new(&keys, &user, Timestamp(1_767_225_600), Some(7));
         let sent: Vec<Vec<String>> =
             serde_json::from_str(&encode_pipeline(plan.commands()).unwrap()).unwrap();
-        assert_eq!(sent[0], ["GET", "popup:{catalog}:version"]);
-        assert_eq!(sent[1], ["HGETALL", "popup:u:{demo-0042}"]);
-        assert!(sent[2][1].starts_with("popup:u:{demo-0042}:d:"));
+        assert_eq!(sent[0], ["HGETALL", "popup:u:{demo-0042}"]);
+        assert!(sent[1][1].starts_with("popup:u:{demo-0042}:d:"));
+        assert_eq!(sent[2], ["GET", "popup:{catalog}:version"]);
         let body = format!(
-            r#"[{{"result":"{}"}},{{"result":["{}","{}"]}},{{"result":[]}}]"#,
-            b64("7"),
+            r#"[{{"result":["{}","{}"]}},{{"result":[]}},{{"result":"{}"}}]"#,
             b64("n:1"),
-            b64("2")
+            b64("2"),
+            b64("7")
         );
         let inputs = plan.read(decode_pipeline(200, &body, 3).unwrap()).unwrap();
         assert!(matches!(inputs.catalog, CatalogStatus::Current));

@@ -25,6 +25,8 @@ pub struct Inner {
     pub catalog: RwLock<Option<Arc<Catalog>>>,
     /// Serializes projections within this process; the publish script orders them across processes.
     pub projection: tokio::sync::Mutex<crate::projection::Published>,
+    /// Wakes the healer: a publish found parts of the projection missing from Redis.
+    pub heal_wanted: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for AppState {
@@ -49,6 +51,7 @@ impl AppState {
             max_segment_bytes: config.max_segment_bytes,
             catalog: RwLock::new(None),
             projection: tokio::sync::Mutex::new(Default::default()),
+            heal_wanted: tokio::sync::Notify::new(),
         })))
     }
 

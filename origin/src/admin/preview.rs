@@ -1,6 +1,7 @@
 //! Preview: what a customer would see now or at a given time, and why every other campaign was skipped.
 //! The catalog is built from Postgres as of that time, so the preview shows the truth even before Redis
-//! has it; the customer's memberships and counters come from Redis.
+//! has it; the customer's memberships and counters come from Redis, and a campaign that depends on a part
+//! Redis is still restoring after a loss is shown as `restoring`, as resolvers would treat it.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use popup_core::catalog::{Catalog, CatalogParts};
 use popup_core::ids::{CampaignId, Timestamp};
 use popup_core::resolve::{explain, Subject};
+use popup_core::projection::{assess, fetch_readiness, read_readiness};
 use popup_core::store::ResolvePlan;
 use popup_core::wire::{Explanation, PopupQuery, SkippedCampaign};
 use serde::Serialize;
@@ -16,7 +18,7 @@ use super::campaigns::segment_ids;
 use super::spec::CampaignSpec;
 use crate::auth::{Actor, Role};
 use crate::error::ApiError;
-use crate::projection::build_parts;
+use crate::projection::{build_parts, fill_zones};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -60,13 +62,20 @@ async fn explain_with(
         parts.campaigns.retain(|c| c.id != CampaignId(id as u64));
         let mut db = state.db.acquire().await?;
         parts.campaigns.push(spec.to_core(id, &segment_ids(&mut db).await?)?);
+        // The added campaign may use a zone no live campaign does.
+        fill_zones(&mut parts, at)?;
     }
-    let catalog = Catalog::build(parts).map_err(anyhow::Error::from)?;
     let now = Timestamp(at.timestamp());
-    // The resolve pipeline as a resolver would send it; only the customer's state is used, since the
-    // catalog comes from Postgres.
-    let plan = ResolvePlan::new(&state.keys, &user, now, Some(catalog.version()));
-    let inputs = plan.read(state.redis.run(plan.commands()).await?).map_err(anyhow::Error::from)?;
+    // The resolve pipeline as a resolver would send it, with the readiness of the projection: only the
+    // customer's state and what Redis holds in full are used, since the catalog comes from Postgres.
+    let plan = ResolvePlan::new(&state.keys, &user, now, Some(0));
+    let mut commands = plan.commands().to_vec();
+    commands.push(fetch_readiness(&state.keys));
+    let mut replies = state.redis.run(&commands).await?;
+    let readiness = replies.pop().map(read_readiness).transpose().map_err(anyhow::Error::from)?;
+    assess(&mut parts, &readiness.unwrap_or_default());
+    let catalog = Catalog::build(parts).map_err(anyhow::Error::from)?;
+    let inputs = plan.read(replies).map_err(anyhow::Error::from)?;
     let decision =
         explain(&catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
     Ok(Explanation::new(&decision, now, catalog.version()))

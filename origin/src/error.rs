@@ -1,11 +1,16 @@
 //! The HTTP error of the origin: every handler returns [`ApiError`], mapped to a status and a JSON body here
 //! and nowhere else. Internal errors are logged and answered with a plain 500.
+//!
+//! Every JSON body is read with [`JsonBody`], so that its errors are mapped the same way on every route.
 
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use popup_core::campaign::{FieldError, ValidationErrors};
 use popup_core::wire::ErrorResponse;
+use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -32,6 +37,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("the upload is larger than {0} bytes")]
     PayloadTooLarge(u64),
+    /// A JSON body over the route's limit (axum's, or the route's own `DefaultBodyLimit`).
+    #[error("the request body is larger than this endpoint accepts")]
+    BodyTooLarge,
     #[error("the store is unavailable")]
     Unavailable,
     #[error(transparent)]
@@ -47,6 +55,16 @@ impl ApiError {
         ApiError::BadFields(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
+    /// For routes whose contract answers every body it cannot use with 400 (the public API, sends and
+    /// re-queues): a body of the wrong shape is a bad request there, not `invalid_body`; a body too large
+    /// is still 413.
+    pub fn unreadable(self) -> ApiError {
+        match self {
+            ApiError::BadBody(message) => ApiError::BadRequest(message),
+            other => other,
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -58,7 +76,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::PayloadTooLarge(_) | ApiError::BodyTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -112,12 +132,14 @@ impl IntoResponse for ApiError {
 
 // Rejections of axum's extractors (bad JSON, query or path) answer in the same JSON error shape.
 
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        // The body limit is one of axum's buffering errors, several layers down; its status says it.
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::BodyTooLarge;
+        }
         match rejection {
-            axum::extract::rejection::JsonRejection::JsonDataError(error) => {
-                ApiError::BadBody(error.body_text())
-            }
+            JsonRejection::JsonDataError(error) => ApiError::BadBody(error.body_text()),
             other => ApiError::BadRequest(other.body_text()),
         }
     }
@@ -132,5 +154,27 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::PathRejection) -> ApiError {
         ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// A JSON request body: axum's [`Json`] (the JSON content type, the route's body limit, the parser's
+/// errors), with its rejection mapped by `From<JsonRejection>`, so that a body over the limit is 413 and the
+/// rest answer alike on every route. Every JSON body is read through this.
+///
+/// Handlers take it as `Result<JsonBody<T>, ApiError>` so that their role check comes before the body's
+/// errors.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(JsonBody(value))
     }
 }

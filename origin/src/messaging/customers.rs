@@ -24,7 +24,7 @@ use crate::admin::page::{PageQuery, Paged};
 use crate::admin::upload::LimitedUpload;
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::state::AppState;
 
 /// The longest optional field, in characters.
@@ -153,10 +153,10 @@ fn conflict(error: sqlx::Error) -> ApiError {
 pub async fn create(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<NewCustomer>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<NewCustomer>, ApiError>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
     actor.require(Role::Editor)?;
-    let Json(customer) = body?;
+    let JsonBody(customer) = body?;
     let (customer, errors) = customer.normalize();
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));

@@ -1,5 +1,5 @@
-//! Bad input on every kind of route gets a 4xx JSON error in the origin's shape, and stores nothing: bodies
-//! over the route's limit.
+//! Bad input on every kind of route gets a 4xx JSON error in the origin's shape, and stores nothing: pages
+//! near 2^63 on every list, and bodies over the route's limit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -7,6 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use common::*;
+use popup_origin::admin::page::MAX_PAGE;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -23,9 +24,23 @@ const TABLES: &[&str] = &[
     "events",
 ];
 
+/// Every list route of the admin and messaging APIs, `{c}` and `{m}` standing for a campaign and a message
+/// campaign that exist.
+const LISTS: &[&str] = &[
+    "/admin/v1/campaigns",
+    "/admin/v1/segments",
+    "/admin/v1/keys",
+    "/admin/v1/audit",
+    "/admin/v1/customers",
+    "/admin/v1/message-campaigns",
+    "/admin/v1/message-campaigns/{m}/messages",
+    "/admin/v1/messages/dead",
+];
+
 /// A body as sent: its text and content type.
 #[derive(Clone)]
 enum Payload {
+    None,
     Json(String),
 }
 
@@ -48,11 +63,22 @@ struct Case {
     body: Payload,
     status: StatusCode,
     code: &'static str,
+    /// A field the error names, when the error names fields.
+    field: Option<String>,
 }
 
 fn case(method: Method, path: &str, body: Payload, status: StatusCode, code: &'static str) -> Case {
-    Case { method, path: path.to_string(), body, status, code }
+    Case { method, path: path.to_string(), body, status, code, field: None }
 }
+
+impl Case {
+    fn naming(mut self, field: &str) -> Case {
+        self.field = Some(field.to_string());
+        self
+    }
+}
+
+const BAD: StatusCode = StatusCode::BAD_REQUEST;
 
 struct Fixture {
     app: TestApp,
@@ -86,6 +112,7 @@ impl Fixture {
 
     async fn send(&self, case: &Case) -> (StatusCode, Value) {
         let (body, content_type) = match &case.body {
+            Payload::None => (Body::empty(), "application/json"),
             Payload::Json(text) => (Body::from(text.clone()), "application/json"),
         };
         let path = self.path(&case.path);
@@ -120,8 +147,8 @@ impl Fixture {
     }
 }
 
-/// Runs each case and checks the status, that the body is the JSON error with the code, and that nothing
-/// stored changed.
+/// Runs each case and checks the status, that the body is the JSON error with the code (naming the field
+/// where one is given), and that nothing stored changed.
 async fn run(fixture: &Fixture, cases: &[Case]) {
     let before = fixture.stored().await;
     for case in cases {
@@ -130,7 +157,50 @@ async fn run(fixture: &Fixture, cases: &[Case]) {
         assert_eq!(status, case.status, "{label}: {body}");
         assert_eq!(body["error"]["code"], case.code, "{label}: the body is the JSON error: {body}");
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{label}: {body}");
+        if let Some(field) = &case.field {
+            let named = body["error"]["fields"]
+                .as_array()
+                .is_some_and(|fields| fields.iter().any(|f| f["field"] == field.as_str()));
+            assert!(named, "{label}: the error names {field}: {body}");
+        }
         assert!(fixture.stored().await == before, "{label}: nothing was stored");
+    }
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn pages_near_2_to_the_63_are_refused_on_every_list_naming_the_field(db: PgPool) {
+    let fixture = fixture(db).await;
+    let too_deep = format!("page={}", MAX_PAGE + 1);
+    let queries: [(&str, &str); 7] = [
+        ("page=9223372036854775807", "page"),
+        ("page=9223372036854775807&page_size=100", "page"),
+        ("page=99999999999999999999", "page"),
+        (&too_deep, "page"),
+        ("page=-9223372036854775808", "page"),
+        ("page_size=9223372036854775807", "page_size"),
+        ("page_size=99999999999999999999", "page_size"),
+    ];
+    let mut cases = Vec::new();
+    for list in LISTS {
+        for (query, field) in queries {
+            let path = format!("{list}?{query}");
+            cases.push(case(Method::GET, &path, Payload::None, BAD, "invalid_request").naming(field));
+        }
+    }
+    run(&fixture, &cases).await;
+
+    // The bound itself is served: an empty page past the last row, in the usual shape.
+    for list in LISTS {
+        let path = fixture.path(&format!("{list}?page={MAX_PAGE}&page_size=100"));
+        let (status, body) = fixture.app.admin(Method::GET, &path, Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["items"], json!([]), "{path}");
+        assert_eq!(
+            (body["page"].as_i64(), body["page_size"].as_i64()),
+            (Some(MAX_PAGE), Some(100)),
+            "{path}"
+        );
+        assert!(body["total"].is_i64() && body["pages"].is_i64(), "{path}: {body}");
     }
 }
 

@@ -119,9 +119,9 @@ pub struct ListFilter {
     status: Option<String>,
     /// Case-insensitive substring of the name.
     q: Option<String>,
-    // Not flattened: serde's flatten reads query values as strings only.
-    page: Option<i64>,
-    page_size: Option<i64>,
+    // Text, checked by `PageQuery::validate`, which names a bad value's field.
+    page: Option<String>,
+    page_size: Option<String>,
 }
 
 pub async fn list(

@@ -168,8 +168,8 @@ pub struct ListFilter {
     status: Option<String>,
     channel: Option<String>,
     // Not flattened: serde's flatten reads query values as strings only.
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 
@@ -234,8 +234,8 @@ pub const MESSAGE_SELECT: &str =
 #[derive(Debug, Deserialize)]
 pub struct MessageFilter {
     status: Option<String>,
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 

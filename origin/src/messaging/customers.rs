@@ -203,8 +203,8 @@ pub struct ListFilter {
     /// An exact phone number.
     phone: Option<String>,
     // Not flattened: serde's flatten reads query values as strings only.
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 

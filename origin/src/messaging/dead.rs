@@ -21,8 +21,8 @@ const MAX_AUDITED_IDS: usize = 1_000;
 #[derive(Debug, Deserialize)]
 pub struct DeadFilter {
     campaign_id: Option<i64>,
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 

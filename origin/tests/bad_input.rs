@@ -1,5 +1,6 @@
-//! Bad input on every kind of route gets a 4xx JSON error in the origin's shape, and stores nothing: pages
-//! near 2^63 on every list, and bodies over the route's limit.
+//! Bad input on every kind of route gets a 4xx JSON error in the origin's shape, and stores nothing: NUL in a
+//! query, a path or a JSON body (Postgres refuses NUL in text), pages near 2^63 on every list, and bodies
+//! over the route's limit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -42,6 +43,7 @@ const LISTS: &[&str] = &[
 enum Payload {
     None,
     Json(String),
+    Csv(&'static str),
 }
 
 impl Payload {
@@ -114,6 +116,7 @@ impl Fixture {
         let (body, content_type) = match &case.body {
             Payload::None => (Body::empty(), "application/json"),
             Payload::Json(text) => (Body::from(text.clone()), "application/json"),
+            Payload::Csv(text) => (Body::from(*text), "text/csv"),
         };
         let path = self.path(&case.path);
         self.app.call(case.method.clone(), &path, Some(ADMIN_KEY), body, content_type).await
@@ -165,6 +168,201 @@ async fn run(fixture: &Fixture, cases: &[Case]) {
         }
         assert!(fixture.stored().await == before, "{label}: nothing was stored");
     }
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn nul_in_a_query_a_path_or_a_json_body_is_refused_naming_it(db: PgPool) {
+    let fixture = fixture(db).await;
+    let named = spec("Cash\0back");
+    let mut titled = spec("Cashback");
+    titled["creative"]["title"] = json!("Title\0");
+    let mut extra = spec("Cashback");
+    extra["creative"]["extra"] = json!({"label": "Go\0"});
+    let cases = [
+        // Queries: filters that reach Postgres, and parameters of the popup API and the preview.
+        case(Method::GET, "/admin/v1/campaigns?q=%00", Payload::None, BAD, "invalid_request").naming("q"),
+        case(
+            Method::GET,
+            "/admin/v1/campaigns?q=cash%00back&status=draft",
+            Payload::None,
+            BAD,
+            "invalid_request",
+        )
+        .naming("q"),
+        case(Method::GET, "/admin/v1/campaigns?q%00=x", Payload::None, BAD, "invalid_request").naming("q%00"),
+        case(Method::GET, "/admin/v1/customers?phone=%2B62%00", Payload::None, BAD, "invalid_request")
+            .naming("phone"),
+        case(Method::GET, "/admin/v1/audit?entity=campaign%00", Payload::None, BAD, "invalid_request")
+            .naming("entity"),
+        case(Method::GET, "/admin/v1/audit?entity_id=%00", Payload::None, BAD, "invalid_request")
+            .naming("entity_id"),
+        case(
+            Method::GET,
+            "/admin/v1/message-campaigns?channel=sms%00",
+            Payload::None,
+            BAD,
+            "invalid_request",
+        )
+        .naming("channel"),
+        case(
+            Method::GET,
+            "/admin/v1/message-campaigns/{m}/messages?status=%00",
+            Payload::None,
+            BAD,
+            "invalid_request",
+        )
+        .naming("status"),
+        case(Method::GET, "/admin/v1/campaigns/{c}/stats?from=%00", Payload::None, BAD, "invalid_request")
+            .naming("from"),
+        case(
+            Method::GET,
+            "/admin/v1/preview?user_id=c-1&locale=id%00",
+            Payload::None,
+            BAD,
+            "invalid_request",
+        )
+        .naming("locale"),
+        case(
+            Method::GET,
+            "/admin/v1/campaigns/{c}/preview?user_id=%00",
+            Payload::None,
+            BAD,
+            "invalid_request",
+        )
+        .naming("user_id"),
+        case(
+            Method::GET,
+            "/v1/campaigns/popup?user_id=c-1&placement=home%00",
+            Payload::None,
+            BAD,
+            "invalid_request",
+        )
+        .naming("placement"),
+        case(Method::GET, "/v1/campaigns/popup?user_id=%00", Payload::None, BAD, "invalid_request")
+            .naming("user_id"),
+        // Paths: parameters are named after the route's template.
+        case(Method::GET, "/admin/v1/segments/vip%00", Payload::None, BAD, "invalid_request").naming("name"),
+        case(Method::DELETE, "/admin/v1/segments/vip%00", Payload::None, BAD, "invalid_request")
+            .naming("name"),
+        case(Method::PUT, "/admin/v1/segments/new%00", Payload::Csv("c-1\n"), BAD, "invalid_request")
+            .naming("name"),
+        case(Method::GET, "/admin/v1/campaigns/%00", Payload::None, BAD, "invalid_request").naming("id"),
+        case(Method::POST, "/admin/v1/campaigns/{c}/activate%00", Payload::None, BAD, "invalid_request")
+            .naming("action"),
+        case(Method::GET, "/admin/v1/customers/1%00", Payload::None, BAD, "invalid_request").naming("id"),
+        case(
+            Method::POST,
+            "/v1/campaigns/{c}/click%00",
+            Payload::json(json!({"user_id": "c-1", "impression_token": "t"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("kind"),
+        case(Method::GET, "/nowhere/%00", Payload::None, BAD, "invalid_request").naming("path"),
+        // JSON bodies, by field path, on writes of every kind.
+        case(Method::POST, "/admin/v1/campaigns", Payload::json(named.clone()), BAD, "invalid_request")
+            .naming("name"),
+        case(Method::POST, "/admin/v1/campaigns", Payload::json(titled), BAD, "invalid_request")
+            .naming("creative.title"),
+        case(Method::PUT, "/admin/v1/campaigns/{c}", Payload::json(named), BAD, "invalid_request")
+            .naming("name"),
+        case(Method::PUT, "/admin/v1/campaigns/{c}", Payload::json(extra), BAD, "invalid_request")
+            .naming("creative.extra.label"),
+        case(
+            Method::POST,
+            "/admin/v1/customers",
+            Payload::json(json!({"phone": "+6281200000002", "first_name": "B\0di"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("first_name"),
+        case(
+            Method::POST,
+            "/admin/v1/message-campaigns",
+            Payload::json(json!({"name": "Promo 2", "channel": "sms", "base_template": "Hi\0 {first_name}"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("base_template"),
+        case(
+            Method::POST,
+            "/admin/v1/message-campaigns/{m}/send",
+            Payload::json(json!({"segment": "vip\0"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("segment"),
+        case(
+            Method::POST,
+            "/admin/v1/keys",
+            Payload::json(json!({"name": "k\0", "role": "viewer"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("name"),
+        case(
+            Method::POST,
+            "/v1/campaigns/{c}/impression",
+            Payload::json(json!({"user_id": "c-1", "impression_token": "t\0"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("impression_token"),
+        case(
+            Method::POST,
+            "/v1/conversions",
+            Payload::json(json!({"user_id": "c-1", "impression_token": "\0"})),
+            BAD,
+            "invalid_request",
+        )
+        .naming("impression_token"),
+        // Streamed uploads are not buffered: their parsers refuse the row, by number, with the route's 422.
+        case(
+            Method::PUT,
+            "/admin/v1/segments/fresh",
+            Payload::Csv("c-1\nc-\u{0}2\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .naming("line 2"),
+        case(
+            Method::POST,
+            "/admin/v1/customers/import",
+            Payload::Csv("phone,first_name\n+6281200000003,Citra\n+6281200000004,D\u{0}ewi\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .naming("row 3"),
+    ];
+    run(&fixture, &cases).await;
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn an_escaped_backslash_before_u0000_is_text_and_is_accepted(db: PgPool) {
+    let fixture = fixture(db).await;
+    let app = &fixture.app;
+    // The JSON text `"Cash\\u0000back"`: a backslash, then the characters u0000.
+    let name = "Cash\\u0000back";
+    let (status, created) = app.admin(Method::POST, "/admin/v1/campaigns", spec(name)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (_, read) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
+    assert_eq!(read["name"], name, "stored as sent");
+
+    let customer = json!({"phone": "+6281200000009", "first_name": "\\u0000"});
+    let (status, created) = app.admin(Method::POST, "/admin/v1/customers", customer).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["first_name"], "\\u0000");
+
+    // The same text in a query (`%5C` is the backslash), and a `%` escaped as `%25`: neither is NUL.
+    let (status, list) = app.admin(Method::GET, "/admin/v1/campaigns?q=%5Cu0000", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["items"][0]["id"], id);
+    assert_eq!(list["total"], 1);
+    let (status, list) = app.admin(Method::GET, "/admin/v1/campaigns?q=%2500", Value::Null).await;
+    assert_eq!((status, list["total"].as_i64()), (StatusCode::OK, Some(0)), "{list}");
+    let (status, body) = app.admin(Method::GET, "/admin/v1/segments/vip%2500", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a segment named `vip%00`, which does not exist: {body}");
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]

@@ -52,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(error::refuse_nul))
         .layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::spec::CampaignSpec;
 use crate::auth::Actor;
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::state::AppState;
 
 pub fn now() -> Timestamp {
@@ -104,10 +104,10 @@ pub struct ConversionRequest {
 pub async fn conversion(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<ConversionRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<ConversionRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     actor.require_conversions()?;
-    let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let JsonBody(request) = body.map_err(ApiError::unreadable)?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
     let recorded = match (request.impression_token, request.campaign_id) {
@@ -182,13 +182,13 @@ pub struct EventAccepted {
 pub async fn event(
     State(state): State<AppState>,
     Path((campaign, kind)): Path<(String, String)>,
-    body: Result<Json<EventRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<EventRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let kind = EventKind::parse_from_app(&kind).ok_or(ApiError::NotFound("event kind"))?;
     let campaign =
         CampaignId(campaign.parse().map_err(|_| ApiError::bad_field("campaign_id", "must be a number"))?);
     // The public contract answers every unreadable body with 400.
-    let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let JsonBody(request) = body.map_err(ApiError::unreadable)?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
     let (token, dedupe_ttl_seconds) = state

@@ -27,9 +27,9 @@ pub struct AuditEntry {
 pub struct AuditFilter {
     entity: Option<String>,
     entity_id: Option<String>,
-    // Not flattened: serde's flatten reads query values as strings only.
-    page: Option<i64>,
-    page_size: Option<i64>,
+    // Text, checked by `PageQuery::validate`, which names a bad value's field.
+    page: Option<String>,
+    page_size: Option<String>,
 }
 
 pub async fn list(

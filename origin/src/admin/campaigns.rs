@@ -15,7 +15,7 @@ use super::page::{Page, PageQuery, Paged};
 use super::spec::CampaignSpec;
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::projection;
 use crate::state::AppState;
 
@@ -75,10 +75,10 @@ fn snapshot(row: &CampaignRow) -> serde_json::Value {
 pub async fn create(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<CampaignSpec>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<CampaignSpec>, ApiError>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     actor.require(Role::Editor)?;
-    let Json(spec) = body?;
+    let JsonBody(spec) = body?;
     let mut tx = state.db.begin().await?;
     spec.to_core(0, &segment_ids(&mut tx).await?)?;
     let row: CampaignRow = sqlx::query_as(
@@ -119,9 +119,9 @@ pub struct ListFilter {
     status: Option<String>,
     /// Case-insensitive substring of the name.
     q: Option<String>,
-    // Not flattened: serde's flatten reads query values as strings only.
-    page: Option<i64>,
-    page_size: Option<i64>,
+    // Text, checked by `PageQuery::validate`, which names a bad value's field.
+    page: Option<String>,
+    page_size: Option<String>,
 }
 
 pub async fn list(
@@ -164,11 +164,11 @@ pub async fn update(
     State(state): State<AppState>,
     actor: Actor,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-    body: Result<Json<CampaignSpec>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<CampaignSpec>, ApiError>,
 ) -> Result<Json<CampaignView>, ApiError> {
     actor.require(Role::Editor)?;
     let Path(id) = id?;
-    let Json(spec) = body?;
+    let JsonBody(spec) = body?;
     let mut tx = state.db.begin().await?;
     let before = load(&mut tx, id).await?;
     if before.status == "ended" {

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::page::{PageQuery, Paged};
 use crate::audit;
 use crate::auth::{generate_key, hash_key, Actor, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -40,10 +40,10 @@ pub struct CreatedKey {
 pub async fn create(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<NewKey>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     actor.require(Role::Admin)?;
-    let Json(new) = body?;
+    let JsonBody(new) = body?;
     if new.name.trim().is_empty() || new.name.len() > 100 {
         return Err(ApiError::field("name", "must be 1-100 characters"));
     }

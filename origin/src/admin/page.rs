@@ -1,5 +1,5 @@
-//! Stable pagination: `page` (from 1) and `page_size` (1 to 100, default 20), newest first by id, with the
-//! total count and the number of pages.
+//! Stable pagination: `page` (1 to [`MAX_PAGE`]) and `page_size` (1 to 100, default 20), newest first by id,
+//! with the total count and the number of pages.
 //!
 //! Lists that grow while someone pages through them also answer `as_of`, the newest id the first page saw;
 //! a client that passes it back (`?as_of=...`) pages through that snapshot, so rows inserted meanwhile
@@ -11,11 +11,19 @@ use crate::error::ApiError;
 
 pub const MAX_PAGE_SIZE: i64 = 100;
 const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The deepest page served. The bound is what keeps the offset, `(page - 1) * page_size`, an ordinary
+/// number: at most 10^8 rows, far from overflowing i64 (a page near 2^63 would), and a value Postgres takes
+/// as `OFFSET`. It is set above any real list: with the largest page size it reaches the 100 millionth row,
+/// more than the customers or messages these lists hold; a page past the last row but within the bound is
+/// an empty page, as before.
+pub const MAX_PAGE: i64 = 1_000_000;
 
-#[derive(Clone, Copy, Debug, Deserialize)]
+/// The paging parameters as sent. They are read as text so that a value that is not a page number, one too
+/// large for any integer type included, is refused naming its field, like any other out of range.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PageQuery {
-    pub page: Option<i64>,
-    pub page_size: Option<i64>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -26,21 +34,26 @@ pub struct Page {
 
 impl PageQuery {
     pub fn validate(self) -> Result<Page, ApiError> {
-        let page = self.page.unwrap_or(1);
-        let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if page < 1 {
-            return Err(ApiError::bad_field("page", "must be at least 1"));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(ApiError::bad_field("page_size", format!("must be between 1 and {MAX_PAGE_SIZE}")));
-        }
+        let page = number("page", self.page.as_deref(), 1, MAX_PAGE)?;
+        let page_size = number("page_size", self.page_size.as_deref(), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         Ok(Page { page, page_size })
     }
 }
 
+/// A whole number from 1 to `max`, or `default` when absent.
+fn number(field: &str, raw: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<i64>() {
+        Ok(value) if (1..=max).contains(&value) => Ok(value),
+        _ => Err(ApiError::bad_field(field, format!("must be a whole number from 1 to {max}"))),
+    }
+}
+
 impl Page {
+    /// The rows before this page. Saturating, though [`PageQuery::validate`] bounds it far below, so that a
+    /// `Page` made any other way cannot overflow either; Postgres answers no rows past the end.
     pub fn offset(self) -> i64 {
-        (self.page - 1) * self.page_size
+        (self.page - 1).saturating_mul(self.page_size)
     }
 }
 
@@ -65,5 +78,47 @@ impl<T> Paged<T> {
     pub fn as_of(mut self, as_of: i64) -> Paged<T> {
         self.as_of = Some(as_of);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(page: Option<&str>, page_size: Option<&str>) -> Result<Page, ApiError> {
+        PageQuery { page: page.map(String::from), page_size: page_size.map(String::from) }.validate()
+    }
+
+    #[test]
+    fn pages_within_the_bounds_are_served_and_the_offset_cannot_overflow() {
+        let deepest = page(Some(&MAX_PAGE.to_string()), Some(&MAX_PAGE_SIZE.to_string())).unwrap();
+        assert_eq!(deepest.offset(), (MAX_PAGE - 1) * MAX_PAGE_SIZE);
+        let first = page(None, None).unwrap();
+        assert_eq!((first.page, first.page_size, first.offset()), (1, DEFAULT_PAGE_SIZE, 0));
+        assert_eq!(Page { page: i64::MAX, page_size: i64::MAX }.offset(), i64::MAX);
+    }
+
+    #[test]
+    fn pages_out_of_range_or_not_numbers_name_their_field() {
+        let too_deep = (MAX_PAGE + 1).to_string();
+        for (page_value, size, field) in [
+            (Some("0"), None, "page"),
+            (Some("-1"), None, "page"),
+            (Some(too_deep.as_str()), None, "page"),
+            (Some("9223372036854775807"), None, "page"),
+            (Some("99999999999999999999"), None, "page"),
+            (Some("2.5"), None, "page"),
+            (Some(""), None, "page"),
+            (None, Some("0"), "page_size"),
+            (None, Some("101"), "page_size"),
+            (None, Some("99999999999999999999"), "page_size"),
+        ] {
+            match page(page_value, size) {
+                Err(ApiError::BadFields(fields)) => {
+                    assert_eq!(fields[0].field, field, "{page_value:?} {size:?}")
+                }
+                other => panic!("{page_value:?} {size:?}: {other:?}"),
+            }
+        }
     }
 }

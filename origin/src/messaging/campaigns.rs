@@ -14,7 +14,7 @@ use super::Channel;
 use crate::admin::page::{PageQuery, Paged};
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::state::AppState;
 
 const MAX_NAME_CHARS: usize = 200;
@@ -116,10 +116,10 @@ pub struct CampaignDetail {
 pub async fn create(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<NewMessageCampaign>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<NewMessageCampaign>, ApiError>,
 ) -> Result<(StatusCode, Json<MessageCampaign>), ApiError> {
     actor.require(Role::Editor)?;
-    let Json(new) = body?;
+    let JsonBody(new) = body?;
     let channel = new.check(Utc::now())?;
     // Seed 002: a campaign with a time is `scheduled` from the start; it still needs a send to name its
     // customers, and goes out at that time.
@@ -168,8 +168,8 @@ pub struct ListFilter {
     status: Option<String>,
     channel: Option<String>,
     // Not flattened: serde's flatten reads query values as strings only.
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 
@@ -234,8 +234,8 @@ pub const MESSAGE_SELECT: &str =
 #[derive(Debug, Deserialize)]
 pub struct MessageFilter {
     status: Option<String>,
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 

@@ -12,7 +12,7 @@ use super::campaigns::{paged_messages, MessageView};
 use crate::admin::page::{PageQuery, Paged};
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::state::AppState;
 
 /// Message ids kept in an audit row; the count covers them all.
@@ -21,8 +21,8 @@ const MAX_AUDITED_IDS: usize = 1_000;
 #[derive(Debug, Deserialize)]
 pub struct DeadFilter {
     campaign_id: Option<i64>,
-    page: Option<i64>,
-    page_size: Option<i64>,
+    page: Option<String>,
+    page_size: Option<String>,
     as_of: Option<i64>,
 }
 
@@ -57,10 +57,10 @@ pub struct RequeueResult {
 pub async fn requeue(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Json<RequeueRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<RequeueRequest>, ApiError>,
 ) -> Result<Json<RequeueResult>, ApiError> {
     actor.require(Role::Editor)?;
-    let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let JsonBody(request) = body.map_err(ApiError::unreadable)?;
     let (ids, campaign) = match (request.ids, request.campaign_id) {
         (Some(ids), None) if !ids.is_empty() => (Some(ids), None),
         (None, Some(campaign)) => (None, Some(campaign)),

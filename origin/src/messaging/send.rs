@@ -24,7 +24,7 @@ use super::campaigns::MessageCampaign;
 use super::customers::{CustomerView, SELECT as CUSTOMER_SELECT};
 use crate::audit;
 use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::state::AppState;
 
 /// Customers one send reaches at most, by ids or by segment.
@@ -87,12 +87,12 @@ pub async fn send(
     State(state): State<AppState>,
     actor: Actor,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-    body: Result<Json<SendRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SendRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<SendResult>), ApiError> {
     actor.require(Role::Editor)?;
     let Path(id) = id?;
     // A body that is not JSON, or has the wrong shape, is a bad request here (seed 002).
-    let Json(request) = body.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let JsonBody(request) = body.map_err(ApiError::unreadable)?;
     let recipients = request.recipients()?;
     let result = queue(&state.db, &actor, id, recipients).await?;
     Ok((StatusCode::ACCEPTED, Json(result)))

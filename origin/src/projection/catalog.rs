@@ -115,7 +115,8 @@ pub async fn publish(state: &AppState) -> anyhow::Result<Arc<Catalog>> {
         let readiness = mark_parts_with_nothing_to_restore(state, &epoch, &parts, readiness).await?;
         let claims = assess(&mut parts, &readiness);
         let restoring = &parts.restoring;
-        let waiting = restoring.segments.len() + restoring.counters.len() + usize::from(restoring.daily_totals);
+        let waiting =
+            restoring.segments.len() + restoring.counters.len() + usize::from(restoring.daily_totals);
         metrics::gauge!("popup_projection_restoring_parts").set(waiting as f64);
         if waiting > 0 {
             state.heal_wanted.notify_one();
@@ -127,7 +128,8 @@ pub async fn publish(state: &AppState) -> anyhow::Result<Arc<Catalog>> {
                 return Ok(catalog);
             }
         }
-        let version: i64 = sqlx::query_scalar("SELECT nextval('catalog_version')").fetch_one(&state.db).await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT nextval('catalog_version')").fetch_one(&state.db).await?;
         let catalog = Arc::new(Catalog::build(CatalogParts { version: version as u64, ..parts })?);
         let command = publish_catalog(&state.keys, &catalog, &claims);
         let replies = state.redis.run_with_timeout(&[command], BULK_TIMEOUT).await?;
@@ -137,7 +139,10 @@ pub async fn publish(state: &AppState) -> anyhow::Result<Arc<Catalog>> {
             // Another origin published a newer catalog; resolvers read it on their next request.
             Some(Outcome::Superseded) => tracing::info!(version, "a newer catalog is already in redis"),
             Some(Outcome::LostMarks) | None => {
-                tracing::warn!(version, "redis lost part of the projection while the catalog was built; again");
+                tracing::warn!(
+                    version,
+                    "redis lost part of the projection while the catalog was built; again"
+                );
                 continue;
             }
         }
@@ -167,8 +172,7 @@ async fn read_projection(state: &AppState) -> anyhow::Result<(String, Readiness,
         .map_err(|_| anyhow::anyhow!("redis answered the wrong number of replies"))?;
     let (epoch, began) = read_begin(began)?;
     if began {
-        metrics::counter!("popup_projection_losses_total").increment(1);
-        tracing::warn!(epoch, "redis lost the projection (flushed, restarted or failed over); healing it");
+        report_loss(&epoch);
     }
     let version = match version {
         Reply::Bulk(bytes) => std::str::from_utf8(&bytes).ok().and_then(|v| v.parse().ok()),
@@ -217,6 +221,12 @@ async fn mark_parts_with_nothing_to_restore(
     let replies = state.redis.run(&[fetch_readiness(&state.keys)]).await?;
     let reply = replies.into_iter().next().ok_or_else(|| anyhow::anyhow!("no reply to HGETALL"))?;
     Ok(read_readiness(reply)?)
+}
+
+/// Says that this process found Redis without the projection and began a new epoch.
+pub(crate) fn report_loss(epoch: &str) {
+    metrics::counter!("popup_projection_losses_total").increment(1);
+    tracing::warn!(epoch, "redis lost the projection (flushed, restarted or failed over); healing it");
 }
 
 /// A new random epoch id.

@@ -15,7 +15,7 @@ use popup_core::ids::{CampaignId, SegmentId};
 use popup_core::projection::{begin, fetch_readiness, read_begin, read_readiness, restore_order, Part};
 use popup_core::store::{Command, Reply};
 
-use super::catalog::{fresh_epoch, publish};
+use super::catalog::{fresh_epoch, publish, report_loss};
 use super::{counters, segments};
 use crate::auth::Actor;
 use crate::state::AppState;
@@ -75,7 +75,8 @@ pub async fn heal(state: &AppState) -> anyhow::Result<usize> {
 async fn read_readiness_in_epoch(
     state: &AppState,
 ) -> anyhow::Result<(String, popup_core::projection::Readiness)> {
-    let replies = state.redis.run(&[begin(&state.keys, &fresh_epoch()?), fetch_readiness(&state.keys)]).await?;
+    let replies =
+        state.redis.run(&[begin(&state.keys, &fresh_epoch()?), fetch_readiness(&state.keys)]).await?;
     let [began, readiness]: [Reply; 2] =
         replies.try_into().map_err(|_| anyhow::anyhow!("redis answered the wrong number of replies"))?;
     Ok((read_begin(began)?.0, read_readiness(readiness)?))
@@ -153,13 +154,17 @@ impl Watch {
     /// or no catalog. An unreachable Redis is not a loss yet: it is looked at again once it answers.
     async fn lost(&mut self, state: &AppState) -> bool {
         let Ok(fresh) = fresh_epoch() else { return false };
-        let commands = [begin(&state.keys, &fresh), Command(vec!["EXISTS".into(), state.keys.catalog_version()])];
+        let commands =
+            [begin(&state.keys, &fresh), Command(vec!["EXISTS".into(), state.keys.catalog_version()])];
         let Ok(replies) = state.redis.run(&commands).await else { return false };
         let [began, exists]: [Reply; 2] = match replies.try_into() {
             Ok(replies) => replies,
             Err(_) => return false,
         };
-        let Ok((epoch, _)) = read_begin(began) else { return false };
+        let Ok((epoch, began)) = read_begin(began) else { return false };
+        if began {
+            report_loss(&epoch);
+        }
         let changed = self.epoch.as_ref().is_some_and(|seen| *seen != epoch);
         let first_look = self.epoch.is_none();
         self.epoch = Some(epoch);

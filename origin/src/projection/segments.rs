@@ -44,7 +44,11 @@ pub struct SegmentLoad<'a> {
 impl<'a> SegmentLoad<'a> {
     /// Starts writing `version` of `segment`: reads the epoch, and removes any mark of the same field (an
     /// older version of the same parity) so no catalog relies on it while it is overwritten.
-    pub async fn start(state: &'a AppState, segment: SegmentId, version: u64) -> Result<SegmentLoad<'a>, LoadError> {
+    pub async fn start(
+        state: &'a AppState,
+        segment: SegmentId,
+        version: u64,
+    ) -> Result<SegmentLoad<'a>, LoadError> {
         let part = Part::Segment { segment, version };
         let epoch = fresh_epoch().map_err(|e| LoadError::Invalid(e.to_string()))?;
         let replies = state.redis.run(&[begin(&state.keys, &epoch), unmark(&state.keys, &part)]).await?;
@@ -98,7 +102,8 @@ impl<'a> SegmentLoad<'a> {
     /// Returns the members written.
     pub async fn finish(self) -> Result<u64, LoadError> {
         let replies = self.state.redis.run(&[mark(&self.state.keys, &self.epoch, &self.part)]).await?;
-        let marked = replies.first().map(read_mark).transpose().map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let marked =
+            replies.first().map(read_mark).transpose().map_err(|e| LoadError::Invalid(e.to_string()))?;
         if marked != Some(true) {
             tracing::warn!(part = ?self.part, "redis lost data while the segment was written; not marked");
             return Err(LoadError::Lost);

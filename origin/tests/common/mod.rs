@@ -2,6 +2,8 @@
 //! under a key prefix of its own, driven in-process with `oneshot`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod redis_server;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::body::Body;
@@ -88,9 +90,16 @@ impl TestApp {
     }
 
     pub async fn with_redis(db: PgPool, redis_url: &str) -> TestApp {
+        TestApp::with_config(db, redis_url, |_| {}).await
+    }
+
+    /// With the settings of [`config`] changed by `edit`.
+    pub async fn with_config(db: PgPool, redis_url: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
         let prefix = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         popup_origin::auth::bootstrap_admin_key(&db, ADMIN_KEY).await.unwrap();
-        let state = AppState::new(&config(redis_url, &prefix), db).unwrap();
+        let mut config = config(redis_url, &prefix);
+        edit(&mut config);
+        let state = AppState::new(&config, db).unwrap();
         TestApp { router: app(state.clone()), state, prefix, redis_url: redis_url.into() }
     }
 

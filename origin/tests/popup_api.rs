@@ -216,3 +216,27 @@ async fn a_broken_key_in_redis_is_an_internal_error_not_an_outage(db: PgPool) {
     assert_eq!(body["error"]["message"], "internal error", "details stay in the log");
     assert!(app.popup_for("c-2").await.is_some(), "other customers are served");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_draft_in_a_time_zone_no_live_campaign_uses_can_be_previewed(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.live_campaign(spec("Live everywhere")).await;
+    let mut draft = spec("Evenings in New York");
+    draft["priority"] = json!(9);
+    draft["schedule"]["time_zone"] = json!("America/New_York");
+    let every_day = json!(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
+    draft["schedule"]["windows"] = json!([{"days": every_day, "start": "18:00", "end": "22:00"}]);
+    let (status, body) = app.admin(Method::POST, "/admin/v1/campaigns", draft).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    // 19:00 in New York (EST, UTC-5) and 03:00 there.
+    for (at, shown) in [("2026-01-15T00:00:00Z", true), ("2026-01-15T08:00:00Z", false)] {
+        let uri = format!("/admin/v1/campaigns/{id}/preview?user_id=c-1&at={at}");
+        let (status, preview) = app.admin(Method::GET, &uri, Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        assert_eq!(preview["this_campaign"]["shown"], shown, "{at}: {preview}");
+        if !shown {
+            assert_eq!(preview["this_campaign"]["reason"], "outside_window");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`ids`]: identifiers and timestamps.
+//! - [`access`]: the roles of API keys and people, and what each may do.
 //! - [`campaign`]: the campaign model and its validation.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
 //! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
@@ -25,6 +26,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod access;
 pub mod bucket;
 pub mod campaign;
 pub mod catalog;

@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let config = args.config;
     let db = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&config.database_url).await?;
     popup_origin::MIGRATOR.run(&db).await?;
-    popup_origin::auth::bootstrap_admin_key(&db, ADMIN_KEY).await?;
+    popup_origin::db::keys::bootstrap_admin_key(&db, ADMIN_KEY).await?;
     let state = AppState::new(&config, db.clone())?;
     let router = popup_origin::app(state.clone());
     let mut redis =

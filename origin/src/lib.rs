@@ -16,11 +16,11 @@
 //! - [`gateway`]: `popup-origin gateway`, the Upstash REST protocol in front of Redis, for the edge.
 
 pub mod admin;
-pub mod audit;
 pub mod auth;
 pub mod config;
-pub mod error;
+pub mod db;
 pub mod gateway;
+pub mod http;
 pub mod ingest;
 pub mod messaging;
 pub mod ops;
@@ -50,9 +50,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .fallback(|| async { error::ApiError::NotFound("route") })
-        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn(error::refuse_nul))
+        .fallback(|| async { http::ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { http::ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(http::extract::refuse_nul))
         .layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
 }
@@ -66,7 +66,7 @@ async fn start(config: &Config) -> anyhow::Result<AppState> {
         .await?;
     MIGRATOR.run(&db).await?;
     if let Some(key) = &config.bootstrap_admin_key {
-        auth::bootstrap_admin_key(&db, key).await?;
+        db::keys::bootstrap_admin_key(&db, key).await?;
     }
     AppState::new(config, db)
 }

@@ -18,8 +18,8 @@ use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::spec::CampaignSpec;
-use crate::auth::Actor;
-use crate::error::{ApiError, JsonBody};
+use crate::auth::{Actor, Require};
+use crate::http::{ApiError, JsonBody};
 use crate::state::AppState;
 
 pub fn now() -> Timestamp {

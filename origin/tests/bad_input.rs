@@ -8,7 +8,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use common::*;
-use popup_origin::admin::page::MAX_PAGE;
+use popup_origin::http::page::MAX_PAGE;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::page::{Page, PageQuery, Paged};
 use super::spec::CampaignSpec;
-use crate::audit;
-use crate::auth::{Actor, Role};
-use crate::error::{ApiError, JsonBody};
+use crate::auth::{Actor, Require, Role};
+use crate::db::audit;
+use crate::http::page::{Page, PageQuery, Paged};
+use crate::http::{ApiError, JsonBody};
 use crate::projection;
 use crate::state::AppState;
 

@@ -3,7 +3,6 @@
 pub mod audit;
 pub mod campaigns;
 pub mod keys;
-pub mod page;
 pub mod preview;
 pub mod segments;
 pub mod spec;

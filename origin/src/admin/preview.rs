@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::campaigns::segment_ids;
 use super::spec::CampaignSpec;
-use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::auth::{Actor, Require, Role};
+use crate::http::ApiError;
 use crate::projection::{build_parts, fill_zones};
 use crate::state::AppState;
 

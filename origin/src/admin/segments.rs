@@ -14,11 +14,11 @@ use popup_core::ids::{SegmentId, UserId};
 use serde::Serialize;
 use serde_json::json;
 
-use super::page::{PageQuery, Paged};
 use super::upload::LimitedUpload;
-use crate::audit;
-use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::auth::{Actor, Require, Role};
+use crate::db::audit;
+use crate::http::page::{PageQuery, Paged};
+use crate::http::ApiError;
 use crate::projection;
 use crate::state::AppState;
 

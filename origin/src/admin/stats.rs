@@ -7,8 +7,8 @@ use chrono::{NaiveDate, Utc};
 use popup_core::ids::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Actor, Role};
-use crate::error::ApiError;
+use crate::auth::{Actor, Require, Role};
+use crate::http::ApiError;
 use crate::ingest::utc;
 use crate::state::AppState;
 

@@ -6,7 +6,7 @@ use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::{header, HeaderMap};
 use futures_util::StreamExt;
 
-use crate::error::ApiError;
+use crate::http::ApiError;
 
 #[derive(Debug)]
 pub struct LimitedUpload {

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Channel;
-use crate::admin::page::{PageQuery, Paged};
-use crate::audit;
-use crate::auth::{Actor, Role};
-use crate::error::{ApiError, JsonBody};
+use crate::auth::{Actor, Require, Role};
+use crate::db::audit;
+use crate::http::page::{PageQuery, Paged};
+use crate::http::{ApiError, JsonBody};
 use crate::state::AppState;
 
 const MAX_NAME_CHARS: usize = 200;
@@ -261,7 +261,7 @@ pub async fn messages(
 /// Messages newest first, of one campaign or all, with one status or any.
 pub async fn paged_messages(
     db: &sqlx::PgPool,
-    page: crate::admin::page::Page,
+    page: crate::http::page::Page,
     as_of: i64,
     campaign: Option<i64>,
     status: Option<&str>,

@@ -20,11 +20,11 @@ use serde_json::json;
 use sqlx::{Postgres, Transaction};
 
 use super::phone::{is_e164, E164_MESSAGE};
-use crate::admin::page::{PageQuery, Paged};
 use crate::admin::upload::LimitedUpload;
-use crate::audit;
-use crate::auth::{Actor, Role};
-use crate::error::{ApiError, JsonBody};
+use crate::auth::{Actor, Require, Role};
+use crate::db::audit;
+use crate::http::page::{PageQuery, Paged};
+use crate::http::{ApiError, JsonBody};
 use crate::state::AppState;
 
 /// The longest optional field, in characters.

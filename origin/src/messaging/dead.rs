@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::campaigns::{paged_messages, MessageView};
-use crate::admin::page::{PageQuery, Paged};
-use crate::audit;
-use crate::auth::{Actor, Role};
-use crate::error::{ApiError, JsonBody};
+use crate::auth::{Actor, Require, Role};
+use crate::db::audit;
+use crate::http::page::{PageQuery, Paged};
+use crate::http::{ApiError, JsonBody};
 use crate::state::AppState;
 
 /// Message ids kept in an audit row; the count covers them all.

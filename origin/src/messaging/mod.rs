@@ -84,9 +84,9 @@ pub(crate) async fn as_of(
     db: &sqlx::PgPool,
     table: &'static str,
     requested: Option<i64>,
-) -> Result<i64, crate::error::ApiError> {
+) -> Result<i64, crate::http::ApiError> {
     match requested {
-        Some(id) if id < 0 => Err(crate::error::ApiError::bad_field("as_of", "must be an id, 0 or more")),
+        Some(id) if id < 0 => Err(crate::http::ApiError::bad_field("as_of", "must be an id, 0 or more")),
         Some(id) => Ok(id),
         None => {
             Ok(sqlx::query_scalar(&format!("SELECT COALESCE(max(id), 0) FROM {table}")).fetch_one(db).await?)

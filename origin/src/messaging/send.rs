@@ -22,9 +22,9 @@ use serde_json::json;
 
 use super::campaigns::MessageCampaign;
 use super::customers::{CustomerView, SELECT as CUSTOMER_SELECT};
-use crate::audit;
-use crate::auth::{Actor, Role};
-use crate::error::{ApiError, JsonBody};
+use crate::auth::{Actor, Require, Role};
+use crate::db::audit;
+use crate::http::{ApiError, JsonBody};
 use crate::state::AppState;
 
 /// Customers one send reaches at most, by ids or by segment.

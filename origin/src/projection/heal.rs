@@ -17,7 +17,7 @@ use popup_core::store::{Command, Reply};
 
 use super::catalog::{fresh_epoch, publish, report_loss};
 use super::{counters, segments};
-use crate::auth::Actor;
+use crate::db::audit::Actor;
 use crate::state::AppState;
 
 /// How often Redis is checked for a loss.
@@ -118,7 +118,7 @@ async fn end_expired_campaigns(state: &AppState) -> anyhow::Result<()> {
     .fetch_all(&mut *tx)
     .await?;
     for (id, before) in ended {
-        crate::audit::record(
+        crate::db::audit::record(
             &mut tx,
             &Actor::system(),
             "end",

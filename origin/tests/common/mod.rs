@@ -96,7 +96,7 @@ impl TestApp {
     /// With the settings of [`config`] changed by `edit`.
     pub async fn with_config(db: PgPool, redis_url: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
         let prefix = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        popup_origin::auth::bootstrap_admin_key(&db, ADMIN_KEY).await.unwrap();
+        popup_origin::db::keys::bootstrap_admin_key(&db, ADMIN_KEY).await.unwrap();
         let mut config = config(redis_url, &prefix);
         edit(&mut config);
         let state = AppState::new(&config, db).unwrap();

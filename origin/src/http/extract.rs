@@ -1,162 +1,53 @@
-//! The HTTP error of the origin: every handler returns [`ApiError`], mapped to a status and a JSON body here
-//! and nowhere else. Internal errors are logged and answered with a plain 500.
+//! Extractors whose rejections are our JSON errors, and the refusal of NUL in what callers send.
 //!
-//! What the caller sent is refused here too, before a handler could store it: every JSON body is read with
-//! [`JsonBody`], and [`refuse_nul`] stands in front of every route for the query and the path.
+//! Every JSON body is read with [`JsonBody`], every path parameter with [`Path`] and every query with
+//! [`Query`]; [`refuse_nul`] stands in front of every route for the query and the path, before a handler
+//! could store what it holds.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, MatchedPath, Query, Request};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use popup_core::campaign::{FieldError, ValidationErrors};
-use popup_core::wire::ErrorResponse;
+use popup_core::campaign::FieldError;
 use serde::de::DeserializeOwned;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    /// A body that parses but does not fit the expected shape (unknown field, wrong type).
-    #[error("{0}")]
-    BadBody(String),
-    /// Fields of a request that cannot be read (public API): 400.
-    #[error("invalid request")]
-    BadFields(Vec<FieldError>),
-    /// Fields that were read but break a rule (admin writes): 422.
-    #[error("invalid request")]
-    Invalid(Vec<FieldError>),
-    #[error("missing or unknown API key")]
-    Unauthorized,
-    #[error("this API key's role may not do that")]
-    Forbidden,
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the upload is larger than {0} bytes")]
-    PayloadTooLarge(u64),
-    /// A JSON body over the route's limit (axum's, or the route's own `DefaultBodyLimit`).
-    #[error("the request body is larger than this endpoint accepts")]
-    BodyTooLarge,
-    #[error("the store is unavailable")]
-    Unavailable,
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
+use super::error::ApiError;
 
-impl ApiError {
-    pub fn field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
-    }
+/// A path parameter; a value that does not parse (`/keys/abc`) is our JSON 400, not axum's plain text.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
 
-    pub fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError::BadFields(vec![FieldError { field: field.into(), message: message.into() }])
-    }
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
 
-    /// For routes whose contract answers every body it cannot use with 400 (the public API, sends and
-    /// re-queues): a body of the wrong shape is a bad request there, not `invalid_body`; a body too large
-    /// is still 413.
-    pub fn unreadable(self) -> ApiError {
-        match self {
-            ApiError::BadBody(message) => ApiError::BadRequest(message),
-            other => other,
-        }
-    }
-
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            ApiError::BadBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-            ApiError::BadFields(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::PayloadTooLarge(_) | ApiError::BodyTooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Path(value))
     }
 }
 
-impl From<ValidationErrors> for ApiError {
-    fn from(errors: ValidationErrors) -> ApiError {
-        ApiError::Invalid(errors.0)
-    }
-}
+/// A query string; one that does not parse is our JSON 400.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> ApiError {
-        match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(%error, "postgres unavailable");
-                ApiError::Unavailable
-            }
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                ApiError::Conflict("a record with that name already exists".into())
-            }
-            _ => ApiError::Internal(error.into()),
-        }
-    }
-}
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
 
-impl From<crate::redis_store::StoreUnavailable> for ApiError {
-    fn from(error: crate::redis_store::StoreUnavailable) -> ApiError {
-        tracing::warn!(%error, "redis unavailable");
-        ApiError::Unavailable
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let body = match self {
-            ApiError::Internal(error) => {
-                tracing::error!(error = format!("{error:#}"), "internal error");
-                ErrorResponse::new(code, "internal error")
-            }
-            ApiError::Invalid(fields) | ApiError::BadFields(fields) => {
-                ErrorResponse::new(code, "the request has invalid fields").with_fields(fields)
-            }
-            other => ErrorResponse::new(code, other.to_string()),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-// Rejections of axum's extractors (bad JSON, query or path) answer in the same JSON error shape.
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        // The body limit is one of axum's buffering errors, several layers down; its status says it.
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::BodyTooLarge;
-        }
-        match rejection {
-            JsonRejection::JsonDataError(error) => ApiError::BadBody(error.body_text()),
-            other => ApiError::BadRequest(other.body_text()),
-        }
-    }
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
-        ApiError::BadRequest(rejection.body_text())
-    }
-}
-
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::PathRejection) -> ApiError {
-        ApiError::BadRequest(rejection.body_text())
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
     }
 }
 
@@ -170,8 +61,8 @@ const MAX_REPORTED_NUL_FIELDS: usize = 100;
 /// string in it holds NUL: Postgres stores neither text nor jsonb with NUL, so such a body would otherwise
 /// fail at the database as a 500, or half way through a write. Every JSON body is read through this.
 ///
-/// Handlers take it as `Result<JsonBody<T>, ApiError>` so that their role check comes before the body's
-/// errors.
+/// Axum runs it after the extractors of the request's head (the role, the path), so a caller who may not
+/// act never has their body read.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -295,8 +186,8 @@ pub async fn refuse_nul(request: Request, next: Next) -> Response {
 
 /// Names the query parameters holding NUL, decoded as handlers decode them.
 fn nul_in_query(uri: &Uri, fields: &mut Vec<FieldError>) {
-    let pairs = match Query::<Vec<(String, String)>>::try_from_uri(uri) {
-        Ok(Query(pairs)) => pairs,
+    let pairs = match axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri) {
+        Ok(axum::extract::Query(pairs)) => pairs,
         Err(_) => Vec::new(),
     };
     for (name, value) in &pairs {

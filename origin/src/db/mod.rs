@@ -1,0 +1,44 @@
+//! The SQL of each entity, in one file per entity, returning [`DbError`]. Everything above (routes, the
+//! projection, ingest, the messenger) reads and writes Postgres through these functions; nothing here
+//! knows about HTTP or Redis.
+//!
+//! - [`audit`]: the audit trail, and who acted.
+//! - [`keys`]: API keys.
+
+pub mod audit;
+pub mod keys;
+
+pub use sqlx::PgPool;
+
+/// A Postgres failure, classified so each caller can answer it rightly: an outage is 503 for a request and a
+/// retry for a background loop; a duplicate is the caller's conflict; anything else is a bug.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("postgres is unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    #[error("a record with that name already exists")]
+    Duplicate,
+    #[error("postgres: {0}")]
+    Query(sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> DbError {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => DbError::Unavailable(error),
+            sqlx::Error::Database(db) if db.is_unique_violation() => DbError::Duplicate,
+            // The server shutting down or refusing connections (admin shutdown, too many clients).
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|code| code.starts_with("57P") || code == "53300") =>
+            {
+                DbError::Unavailable(error)
+            }
+            _ => DbError::Query(error),
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;

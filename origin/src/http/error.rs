@@ -1,0 +1,160 @@
+//! The HTTP error of the origin: every handler returns [`ApiError`], mapped to a status and a JSON body here
+//! and nowhere else. Internal errors are logged and answered with a plain 500.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use popup_core::campaign::{FieldError, ValidationErrors};
+use popup_core::wire::ErrorResponse;
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// A body that parses but does not fit the expected shape (unknown field, wrong type).
+    #[error("{0}")]
+    BadBody(String),
+    /// Fields of a request that cannot be read (public API): 400.
+    #[error("invalid request")]
+    BadFields(Vec<FieldError>),
+    /// Fields that were read but break a rule (admin writes): 422.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    #[error("this API key's role may not do that")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the upload is larger than {0} bytes")]
+    PayloadTooLarge(u64),
+    /// A JSON body over the route's limit (axum's, or the route's own `DefaultBodyLimit`).
+    #[error("the request body is larger than this endpoint accepts")]
+    BodyTooLarge,
+    #[error("the store is unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+
+    pub fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::BadFields(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+
+    /// For routes whose contract answers every body it cannot use with 400 (the public API, sends and
+    /// re-queues): a body of the wrong shape is a bad request there, not `invalid_body`; a body too large
+    /// is still 413.
+    pub fn unreadable(self) -> ApiError {
+        match self {
+            ApiError::BadBody(message) => ApiError::BadRequest(message),
+            other => other,
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::BadBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            ApiError::BadFields(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) | ApiError::BodyTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> ApiError {
+        ApiError::Invalid(errors.0)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> ApiError {
+        match error {
+            DbError::Unavailable(error) => {
+                tracing::warn!(%error, "postgres unavailable");
+                ApiError::Unavailable
+            }
+            DbError::Duplicate => ApiError::Conflict(DbError::Duplicate.to_string()),
+            DbError::Query(error) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> ApiError {
+        DbError::from(error).into()
+    }
+}
+
+impl From<crate::redis_store::StoreUnavailable> for ApiError {
+    fn from(error: crate::redis_store::StoreUnavailable) -> ApiError {
+        tracing::warn!(%error, "redis unavailable");
+        ApiError::Unavailable
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = match self {
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error");
+                ErrorResponse::new(code, "internal error")
+            }
+            ApiError::Invalid(fields) | ApiError::BadFields(fields) => {
+                ErrorResponse::new(code, "the request has invalid fields").with_fields(fields)
+            }
+            other => ErrorResponse::new(code, other.to_string()),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+// Rejections of axum's extractors (bad JSON, query or path) answer in the same JSON error shape.
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        // The body limit is one of axum's buffering errors, several layers down; its status says it.
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::BodyTooLarge;
+        }
+        match rejection {
+            JsonRejection::JsonDataError(error) => ApiError::BadBody(error.body_text()),
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> ApiError {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}

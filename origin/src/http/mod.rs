@@ -1,0 +1,11 @@
+//! What every route shares: the error type and its mapping ([`error`]), extractors whose rejections are
+//! that error ([`extract`]), authorization by type ([`auth`]), and paging ([`page`]).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod page;
+
+pub use auth::{Admin, Editor, PostsConversions, Viewer};
+pub use error::ApiError;
+pub use extract::{JsonBody, Path, Query};

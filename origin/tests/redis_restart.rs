@@ -1,8 +1,10 @@
 //! Redis restarts, each test against a redis-server of its own (the machine's Redis is never restarted):
-//! the store's connections come back by themselves, without a new store.
+//! the store's connections and `popup-origin gateway` come back by themselves, without a new store or
+//! process.
 //!
 //! The Redis runs with `appendonly yes` and `appendfsync always`, as a production Redis with persistence
-//! would, so a restart keeps its data; it has a password, as production ones do.
+//! would, so a restart keeps its data; it has a password, so the tests can check that no log line carries
+//! it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use popup_core::store::{Command, Reply};
 use popup_origin::redis_store::RedisStore;
+use serde_json::{json, Value};
 
 const PASSWORD: &str = "restart-test-password-7f3a";
 
@@ -117,10 +120,60 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A `popup-origin` process, killed when dropped, logging to a file.
+struct Origin {
+    child: Child,
+    log: PathBuf,
+    base: String,
+    _scratch: Scratch,
+}
+
+impl Origin {
+    fn spawn(role: &str, env: &[(&str, String)], port: u16) -> Origin {
+        let scratch = Scratch::new();
+        let log = scratch.0.join("origin.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Process::new(env!("CARGO_BIN_EXE_popup-origin"));
+        command.arg(role).env("RUST_LOG", "info").env("NO_COLOR", "1");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap();
+        Origin { child, log, base: format!("http://127.0.0.1:{port}"), _scratch: scratch }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM and waits, so its log is complete.
+    fn stop(&mut self) {
+        signal(&self.child, "TERM");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A value of `name{role="<role>"}` in a Prometheus text exposition.
 fn metric(text: &str, name: &str, role: &str) -> Option<f64> {
     let prefix = format!("{name}{{role=\"{role}\"}} ");
     text.lines().find_map(|line| line.strip_prefix(&prefix)).map(|value| value.trim().parse().unwrap())
+}
+
+/// Log lines saying `message` for `role`.
+fn log_lines<'a>(log: &'a str, message: &str, role: &str) -> Vec<&'a str> {
+    let role = format!("role=\"{role}\"");
+    log.lines().filter(|line| line.contains(message) && line.contains(&role)).collect()
 }
 
 fn command(parts: &[&str]) -> Command {
@@ -212,4 +265,65 @@ async fn the_store_reconnects_after_a_restart_and_leaves_a_demoted_primary() {
     .await;
     let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut admin).await.unwrap();
     run_until(&store, std::slice::from_ref(&set), &ok, Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn the_gateway_answers_503_while_redis_is_down_and_200_once_it_is_back() {
+    const TOKEN: &str = "restart-gateway-token-0123456789";
+    let mut redis = OwnRedis::start().await;
+    let port = free_port();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("POPUP_GATEWAY_TOKEN", TOKEN.to_string()),
+        ("POPUP_GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
+        ("POPUP_KEY_PREFIX", "restart".to_string()),
+    ];
+    let mut gateway = Origin::spawn("gateway", &env, port);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let ping = || async {
+        let response = http
+            .post(format!("{}/", gateway.base))
+            .bearer_auth(TOKEN)
+            .json(&json!(["PING"]))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json::<Value>().await.unwrap_or_default()))
+    };
+    let until = |want: u16, what: &'static str| async move {
+        let started = Instant::now();
+        loop {
+            let answer = ping().await;
+            if answer.as_ref().is_some_and(|(status, _)| *status == want) {
+                return answer.unwrap().1;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}: {answer:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(until(200, "the gateway did not start").await, json!({"result": "PONG"}));
+    redis.stop("TERM");
+    let down = until(503, "no 503 while redis was down").await;
+    assert!(down["error"].is_string(), "{down}");
+    redis.start_again().await;
+    assert_eq!(until(200, "the gateway did not recover").await, json!({"result": "PONG"}));
+    assert!(gateway.running(), "the gateway exited:\n{}", tail(&gateway.log));
+
+    let metrics = http
+        .get(format!("{}/metrics", gateway.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&metrics, "popup_redis_reconnects_total", "gateway"), Some(1.0), "{metrics}");
+    assert_eq!(metric(&metrics, "popup_redis_connected", "gateway"), Some(1.0), "{metrics}");
+    gateway.stop();
+    let log = gateway.log();
+    assert_eq!(log_lines(&log, "redis connection lost", "gateway").len(), 1, "{log}");
+    assert_eq!(log_lines(&log, "redis connection back", "gateway").len(), 1, "{log}");
+    assert!(!log.contains(PASSWORD), "a log line carries the Redis password");
 }

@@ -16,6 +16,12 @@
 //! The stream is trimmed (`XTRIM MINID`) below the oldest entry some group has not acknowledged: everything
 //! below it was stored.
 //!
+//! Redis restarts and failovers: each worker has a connection of its own ([`Link`]), remade with backoff when
+//! a command fails in a way that says it is gone (an I/O error, a dropped or refused connection, a timeout
+//! far beyond the blocking read, `READONLY`). The worker waits for it, then makes the group again (a Redis
+//! without persistence lost it), rereads what it had read and not acknowledged (the batch in hand when the
+//! connection went; storing it again is a no-op), and goes on.
+//!
 //! Budgets: the store statement reports the campaigns whose lifetime impressions reached their budget; the
 //! first time a worker sees one, it publishes the catalog, which then carries the campaign's served count
 //! (see `projection::build_parts`) and resolvers stop choosing it.
@@ -31,6 +37,7 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPendingReply};
 use sqlx::PgPool;
 
+use crate::redis_store::{link, Link, LinkSettings, StoreUnavailable};
 use crate::state::AppState;
 
 /// The consumer group every ingest worker joins.
@@ -42,8 +49,12 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 /// Consumers idle this long with nothing pending are removed from the group (they were restarted workers).
 const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(3600);
 
-/// How long a worker waits after a failure (Redis or Postgres down) before trying again.
+/// How long a worker waits after a failure (Postgres down, a Redis error) before trying again. A lost Redis
+/// connection is not waited for this way: the worker resumes as soon as its link is back.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a worker waits for a connection attempt under way before it counts Redis as unreachable.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct IngestSettings {
@@ -127,7 +138,13 @@ fn text(value: &redis::Value) -> Option<&str> {
 /// One ingest worker: a consumer of [`GROUP`].
 pub struct Ingester {
     state: AppState,
-    connection: MultiplexedConnection,
+    link: Link,
+    /// The link's connection this worker set up (group made), and its generation.
+    connection: Option<(MultiplexedConnection, u64)>,
+    /// The connection is new: the group is to be made (again) before the next read.
+    needs_setup: bool,
+    /// Entries delivered to this consumer and perhaps not acknowledged are to be read again.
+    own_pending: bool,
     stream: String,
     consumer: String,
     settings: IngestSettings,
@@ -144,8 +161,8 @@ impl std::fmt::Debug for Ingester {
 }
 
 impl Ingester {
-    /// Joins the group (creating it, and the stream, if needed) as `consumer`, which must be unique.
-    pub async fn connect(
+    /// A worker that connects on its first step, and again whenever its connection is lost.
+    pub fn new(
         state: AppState,
         redis_url: &str,
         consumer: String,
@@ -153,17 +170,25 @@ impl Ingester {
     ) -> anyhow::Result<Ingester> {
         // A connection of its own: a blocking read would hold up every other command on a shared one. Its
         // response timeout outlasts the blocking read, which the client would otherwise abandon while Redis
-        // still hands it entries that nobody then reads.
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(settings.block + Duration::from_secs(10)));
-        let mut connection =
-            redis::Client::open(redis_url)?.get_multiplexed_async_connection_with_config(&config).await?;
+        // still hands it entries that nobody then reads; a timeout beyond that means the connection is gone.
+        let link = Link::new(
+            link::client(redis_url)?,
+            LinkSettings {
+                role: "ingest",
+                connect_timeout: Duration::from_secs(5),
+                response_timeout: Some(settings.block + Duration::from_secs(10)),
+                timeout_is_loss: true,
+                // The worker calls at least once per block time; a ping would only wait behind its read.
+                health_check: None,
+            },
+        );
         let stream = state.keys.events();
-        create_group(&mut connection, &stream).await?;
         Ok(Ingester {
             state,
-            connection,
+            link,
+            connection: None,
+            needs_setup: true,
+            own_pending: true,
             stream,
             consumer,
             settings,
@@ -172,6 +197,37 @@ impl Ingester {
             partitions: HashSet::new(),
             exhausted: HashSet::new(),
         })
+    }
+
+    /// Joins the group (creating it, and the stream, if needed) as `consumer`, which must be unique; fails if
+    /// Redis cannot be reached.
+    pub async fn connect(
+        state: AppState,
+        redis_url: &str,
+        consumer: String,
+        settings: IngestSettings,
+    ) -> anyhow::Result<Ingester> {
+        let mut ingester = Ingester::new(state, redis_url, consumer, settings)?;
+        ingester.prepare().await?;
+        Ok(ingester)
+    }
+
+    /// Takes the link's current connection; on a new one, makes the group and rereads this consumer's
+    /// pending entries.
+    async fn prepare(&mut self) -> anyhow::Result<()> {
+        let (connection, generation) = self.link.get(CONNECT_WAIT).await?;
+        if self.connection.as_ref().is_none_or(|(_, current)| *current != generation) {
+            self.connection = Some((connection, generation));
+            self.needs_setup = true;
+        }
+        if self.needs_setup {
+            create_group(connected(&mut self.connection)?, &self.stream).await?;
+            // Whatever the cursor pointed at may be gone with the Redis that was lost.
+            self.claim_cursor = "0-0".into();
+            self.own_pending = true;
+            self.needs_setup = false;
+        }
+        Ok(())
     }
 
     /// A consumer name unique across processes and machines.
@@ -186,26 +242,35 @@ impl Ingester {
 
     /// Reads, stores and acknowledges one batch; trims and claims abandoned entries every so often.
     pub async fn step(&mut self) -> anyhow::Result<StepOutcome> {
-        let outcome = self.try_step().await;
+        let outcome = match self.prepare().await {
+            Ok(()) => self.try_step().await,
+            Err(error) => Err(error),
+        };
+        let redis_error = outcome.as_ref().err().and_then(|e| e.downcast_ref::<redis::RedisError>());
+        if let (Some(error), Some((_, generation))) = (redis_error, &self.connection) {
+            if self.link.is_loss(error) {
+                self.link.lost(*generation, error);
+                return outcome;
+            }
+        }
         // A Redis that lost the stream (restarted without persistence, flushed) gets it back with the next
         // append, without the group: make it again, from the start of whatever the stream now holds.
-        let lost_group = outcome
-            .as_ref()
-            .err()
-            .and_then(|e| e.downcast_ref::<redis::RedisError>())
-            .is_some_and(|e| e.code() == Some("NOGROUP"));
-        if lost_group {
+        if redis_error.is_some_and(|e| e.code() == Some("NOGROUP")) {
             tracing::warn!("the events stream lost its consumer group; making it again");
-            create_group(&mut self.connection, &self.stream).await?;
+            create_group(connected(&mut self.connection)?, &self.stream).await?;
             self.claim_cursor = "0-0".into();
         }
         outcome
     }
 
     async fn try_step(&mut self) -> anyhow::Result<StepOutcome> {
-        let due = self.last_maintenance.is_none_or(|last| last.elapsed() >= MAINTENANCE_EVERY);
         let mut batch = Batch::default();
-        if due {
+        if self.own_pending {
+            batch = self.read_own_pending().await?;
+            self.own_pending = !batch.is_empty();
+        }
+        let due = self.last_maintenance.is_none_or(|last| last.elapsed() >= MAINTENANCE_EVERY);
+        if batch.is_empty() && due {
             self.last_maintenance = Some(Instant::now());
             self.trim().await?;
             batch = self.claim_abandoned().await?;
@@ -219,6 +284,23 @@ impl Ingester {
         let stored = self.store(&batch).await?;
         self.acknowledge(&batch).await?;
         Ok(StepOutcome { read: batch.len(), stored, malformed: batch.malformed })
+    }
+
+    /// Entries delivered to this consumer and not acknowledged: after a reconnection, the batch that was in
+    /// hand when the connection went, which would otherwise wait for the claim timeout.
+    async fn read_own_pending(&mut self) -> anyhow::Result<Batch> {
+        let reply: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.settings.batch)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg("0")
+            .query_async(connected(&mut self.connection)?)
+            .await?;
+        Ok(self.read_reply(&reply))
     }
 
     /// Entries never delivered to any consumer of the group.
@@ -235,11 +317,16 @@ impl Ingester {
             .arg("STREAMS")
             .arg(&self.stream)
             .arg(">")
-            .query_async(&mut self.connection)
+            .query_async(connected(&mut self.connection)?)
             .await?;
+        Ok(self.read_reply(&reply))
+    }
+
+    /// The batch in an `XREADGROUP` reply.
+    fn read_reply(&self, reply: &redis::Value) -> Batch {
         let mut batch = Batch::default();
         let accepted = self.accepted_served_range();
-        if let redis::Value::Array(streams) = &reply {
+        if let redis::Value::Array(streams) = reply {
             for stream in streams {
                 if let redis::Value::Array(parts) = stream {
                     if let [_, entries] = parts.as_slice() {
@@ -248,7 +335,7 @@ impl Ingester {
                 }
             }
         }
-        Ok(batch)
+        batch
     }
 
     /// Takes over entries pending with some consumer for longer than the claim timeout.
@@ -262,7 +349,7 @@ impl Ingester {
             .arg(&self.claim_cursor)
             .arg("COUNT")
             .arg(self.settings.batch)
-            .query_async(&mut self.connection)
+            .query_async(connected(&mut self.connection)?)
             .await?;
         let mut batch = Batch::default();
         let accepted = self.accepted_served_range();
@@ -327,21 +414,24 @@ impl Ingester {
             .arg(&self.stream)
             .arg(GROUP)
             .arg(&batch.entry_ids)
-            .query_async(&mut self.connection)
+            .query_async(connected(&mut self.connection)?)
             .await?;
         Ok(())
     }
 
     /// Drops the entries every group acknowledged, and forgets consumers long gone.
     pub async fn trim(&mut self) -> anyhow::Result<()> {
-        let groups: StreamInfoGroupsReply =
-            redis::cmd("XINFO").arg("GROUPS").arg(&self.stream).query_async(&mut self.connection).await?;
+        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream)
+            .query_async(connected(&mut self.connection)?)
+            .await?;
         let mut boundary: Option<EntryId> = None;
         for group in &groups.groups {
             let pending: StreamPendingReply = redis::cmd("XPENDING")
                 .arg(&self.stream)
                 .arg(&group.name)
-                .query_async(&mut self.connection)
+                .query_async(connected(&mut self.connection)?)
                 .await?;
             // Entries up to the last delivered one are acknowledged unless pending; later ones are unread.
             let oldest_unacknowledged = match &pending {
@@ -363,7 +453,7 @@ impl Ingester {
                 .arg(&self.stream)
                 .arg("MINID")
                 .arg(boundary.to_string())
-                .query_async(&mut self.connection)
+                .query_async(connected(&mut self.connection)?)
                 .await?;
         }
         Ok(())
@@ -374,7 +464,7 @@ impl Ingester {
             .arg("CONSUMERS")
             .arg(&self.stream)
             .arg(GROUP)
-            .query_async(&mut self.connection)
+            .query_async(connected(&mut self.connection)?)
             .await?;
         for consumer in consumers.consumers {
             // `idle` counts from the consumer's last attempted read, empty blocking ones included, so a live
@@ -389,7 +479,7 @@ impl Ingester {
                     .arg(&self.stream)
                     .arg(GROUP)
                     .arg(&consumer.name)
-                    .query_async(&mut self.connection)
+                    .query_async(connected(&mut self.connection)?)
                     .await?;
             }
         }
@@ -402,13 +492,23 @@ impl Ingester {
         now - i64::from(self.settings.retention_days) * 86_400..=now + 86_400
     }
 
-    /// Steps until `stopped` fires, waiting a little after failures. The batch in hand when it fires is
-    /// finished first.
+    /// Steps until `stopped` fires, waiting a little after failures, or, when the connection was lost, until
+    /// it is back. The batch in hand when it fires is finished first.
     pub async fn run(mut self, mut stopped: tokio::sync::watch::Receiver<bool>) {
         tracing::info!(consumer = self.consumer, "ingest worker started");
         while !*stopped.borrow() {
-            if let Err(error) = self.step().await {
-                metrics::counter!("popup_ingest_failures_total").increment(1);
+            let Err(error) = self.step().await else { continue };
+            metrics::counter!("popup_ingest_failures_total").increment(1);
+            let connection_failed = error.downcast_ref::<StoreUnavailable>().is_some()
+                || error.downcast_ref::<redis::RedisError>().is_some_and(|e| self.link.is_loss(e));
+            if connection_failed {
+                // The link says when the connection went and when it is back, once per outage.
+                tracing::debug!(error = format!("{error:#}"), "ingest waits for redis");
+                tokio::select! {
+                    _ = self.link.wait_up() => {}
+                    _ = stopped.changed() => {}
+                }
+            } else {
                 tracing::warn!(error = format!("{error:#}"), "ingest step failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_AFTER) => {}
@@ -417,6 +517,16 @@ impl Ingester {
             }
         }
         tracing::info!(consumer = self.consumer, "ingest worker stopped");
+    }
+}
+
+/// The connection a worker set up; a free function so that it borrows only that field.
+fn connected(
+    connection: &mut Option<(MultiplexedConnection, u64)>,
+) -> anyhow::Result<&mut MultiplexedConnection> {
+    match connection {
+        Some((connection, _)) => Ok(connection),
+        None => Err(StoreUnavailable::NotConnected.into()),
     }
 }
 
@@ -537,18 +647,10 @@ pub async fn run_workers(
             (state.clone(), redis_url.clone(), settings.clone(), stopped.clone());
         tasks.spawn(async move {
             let consumer = Ingester::unique_consumer_name(worker);
-            let mut stopped_while_connecting = stopped.clone();
-            loop {
-                match Ingester::connect(state.clone(), &redis_url, consumer.clone(), settings.clone()).await {
-                    Ok(ingester) => return ingester.run(stopped).await,
-                    Err(error) => {
-                        tracing::warn!(error = format!("{error:#}"), "ingest cannot start; retrying")
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_AFTER) => {}
-                    _ = stopped_while_connecting.changed() => return,
-                }
+            // It connects on its first step: while Redis is down it waits, with backoff, and says so.
+            match Ingester::new(state, &redis_url, consumer, settings) {
+                Ok(ingester) => ingester.run(stopped).await,
+                Err(error) => tracing::error!(error = format!("{error:#}"), "ingest cannot start"),
             }
         });
     }

@@ -9,7 +9,8 @@
 //! - [`public`]: `/v1/campaigns/...`: popup and events, the edge's contract; `/v1/conversions` from the bank.
 //! - [`projection`]: Postgres into Redis, and the reconcile loop.
 //! - [`ingest`]: the events stream into Postgres, exactly once per event.
-//! - [`redis_store`]: carries the core's command plans to Redis, with a deadline.
+//! - [`redis_store`]: carries the core's command plans to Redis, with a deadline, over connections that
+//!   remake themselves after Redis restarts or fails over ([`redis_store::link`]).
 //! - [`ops`]: health, readiness, metrics.
 //! - [`messaging`]: outbound SMS and WhatsApp: customers, message campaigns, sending, and the
 //!   `popup-origin messenger` worker.

@@ -1,10 +1,14 @@
-//! Carries the core's command plans to Redis over one multiplexed connection, with a deadline: a slow or
+//! Carries the core's command plans to Redis over multiplexed connections, with a deadline: a slow or
 //! unreachable Redis becomes [`StoreUnavailable`] within the configured timeout, never a hung request.
+//! The connections remake themselves after Redis restarts or fails over ([`link`]).
+
+pub mod link;
 
 use std::time::Duration;
 
 use popup_core::store::{Command, Reply};
-use redis::aio::ConnectionManager;
+
+pub use self::link::{Link, LinkSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUnavailable {
@@ -16,17 +20,23 @@ pub enum StoreUnavailable {
     NotConnected,
 }
 
+/// How often an idle connection of the store is pinged, so that a restart is noticed (and the connection
+/// remade) before the next request needs it.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The shortest time one connection attempt is given, whatever the request timeout: attempts run in the
+/// background, and one given too little time on a loaded machine would only make the store look down.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    /// For requests: popup and event pipelines, small and latency-bound.
-    requests: Slot,
-    /// For bulk work (segment loads, publishing), so requests never queue behind thousands of writes.
-    bulk: Slot,
+    /// For requests: popup and event pipelines, small and latency-bound (`role="requests"` in the metrics).
+    requests: Link,
+    /// For bulk work (segment loads, publishing), so requests never queue behind thousands of writes
+    /// (`role="bulk"`).
+    bulk: Link,
     timeout: Duration,
 }
-
-type Slot = std::sync::Arc<tokio::sync::RwLock<Option<ConnectionManager>>>;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,32 +47,30 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Does not connect: the origin starts, and answers 503 on the popup API, while Redis is down.
     pub fn new(url: &str, timeout: Duration) -> Result<RedisStore, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        Ok(RedisStore { client, requests: Default::default(), bulk: Default::default(), timeout })
+        let client = link::client(url)?;
+        let settings = |role| LinkSettings {
+            role,
+            connect_timeout: timeout.max(MIN_CONNECT_TIMEOUT),
+            // None on the connection itself: it would apply to every call on it, bulk ones included. Each
+            // call has its own deadline instead (`tokio::time::timeout` below).
+            response_timeout: None,
+            timeout_is_loss: false,
+            health_check: Some(HEALTH_CHECK_EVERY),
+        };
+        Ok(RedisStore {
+            requests: Link::new(client.clone(), settings("requests")),
+            bulk: Link::new(client, settings("bulk")),
+            timeout,
+        })
     }
 
     /// The connection for a call with `deadline`: bulk calls (longer deadlines) get their own.
-    async fn connection(&self, deadline: Duration) -> Result<ConnectionManager, StoreUnavailable> {
-        let slot = if deadline > self.timeout { &self.bulk } else { &self.requests };
-        if let Some(connection) = slot.read().await.as_ref() {
-            return Ok(connection.clone());
+    fn link(&self, deadline: Duration) -> &Link {
+        if deadline > self.timeout {
+            &self.bulk
+        } else {
+            &self.requests
         }
-        let mut slot = slot.write().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
-        }
-        // No response timeout on the connection itself: it would apply to every call on it, bulk ones
-        // included. Each call has its own deadline instead (`tokio::time::timeout` below).
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(1);
-        let connection =
-            tokio::time::timeout(self.timeout, self.client.get_connection_manager_with_config(config))
-                .await
-                .map_err(|_| StoreUnavailable::Timeout(self.timeout))??;
-        *slot = Some(connection.clone());
-        Ok(connection)
     }
 
     /// Sends `commands` as one pipeline and returns one reply per command. A command that fails in Redis
@@ -77,16 +85,24 @@ impl RedisStore {
         commands: &[Command],
         timeout: Duration,
     ) -> Result<Vec<Reply>, StoreUnavailable> {
-        let mut connection = self.connection(timeout).await?;
+        let link = self.link(timeout);
         let mut pipe = redis::pipe();
         // Without this, one failing command fails the whole pipeline and the core never sees which.
         pipe.ignore_errors();
         for command in commands {
             pipe.add_command(to_cmd(command));
         }
-        let values: Vec<redis::Value> = tokio::time::timeout(timeout, pipe.query_async(&mut connection))
-            .await
-            .map_err(|_| StoreUnavailable::Timeout(timeout))??;
+        let call = async {
+            let (mut connection, generation) = link.get(timeout).await?;
+            let result = pipe.query_async::<Vec<redis::Value>>(&mut connection).await;
+            link.check(generation, &result);
+            if let Ok(values) = &result {
+                link.check_replies(generation, values);
+            }
+            Ok::<_, StoreUnavailable>(result?)
+        };
+        let values =
+            tokio::time::timeout(timeout, call).await.map_err(|_| StoreUnavailable::Timeout(timeout))??;
         Ok(values.into_iter().map(to_reply).collect())
     }
 
@@ -97,11 +113,14 @@ impl RedisStore {
         pipe: &redis::Pipeline,
         timeout: Duration,
     ) -> Result<(), StoreUnavailable> {
-        let mut connection = self.connection(timeout).await?;
-        tokio::time::timeout(timeout, pipe.query_async::<()>(&mut connection))
-            .await
-            .map_err(|_| StoreUnavailable::Timeout(timeout))??;
-        Ok(())
+        let link = self.link(timeout);
+        let call = async {
+            let (mut connection, generation) = link.get(timeout).await?;
+            let result = pipe.query_async::<()>(&mut connection).await;
+            link.check(generation, &result);
+            Ok::<_, StoreUnavailable>(result?)
+        };
+        tokio::time::timeout(timeout, call).await.map_err(|_| StoreUnavailable::Timeout(timeout))?
     }
 
     pub async fn ping(&self) -> bool {

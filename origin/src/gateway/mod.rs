@@ -37,12 +37,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Args;
 use popup_core::store::{Command, KeySpace};
-use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 use self::allow::AllowList;
 use self::error::GatewayError;
 use self::protocol::Encoding;
+use crate::redis_store::{self, Link, LinkSettings, StoreUnavailable};
 
 /// The gateway's configuration, from flags or the environment.
 #[derive(Clone, Args)]
@@ -131,11 +131,19 @@ impl Gateway {
             anyhow::bail!("the body and pipeline limits must be positive");
         }
         let keys = KeySpace::new(&config.key_prefix, 0)?;
-        let redis = Upstream {
-            client: redis::Client::open(config.redis_url.as_str())?,
-            connection: Default::default(),
-            timeout: Duration::from_millis(config.redis_timeout_ms.max(1)),
+        let timeout = Duration::from_millis(config.redis_timeout_ms.max(1));
+        let settings = LinkSettings {
+            role: "gateway",
+            // Attempts run in the background: a short one on a loaded machine would only fail needlessly.
+            connect_timeout: timeout.max(Duration::from_secs(1)),
+            response_timeout: Some(timeout),
+            // A slow answer is the caller's 503, not a reason to drop a connection others are using.
+            timeout_is_loss: false,
+            // Pinged while idle, so a restart is noticed before the next request needs the connection.
+            health_check: Some(Duration::from_secs(1)),
         };
+        let redis =
+            Upstream { link: Link::new(redis_store::link::client(&config.redis_url)?, settings), timeout };
         Ok(Gateway {
             inner: Arc::new(Inner {
                 token_digest: Sha256::digest(config.token.as_bytes()).into(),
@@ -288,49 +296,17 @@ async fn method_not_allowed() -> GatewayError {
     GatewayError::MethodNotAllowed
 }
 
-/// The Redis behind the gateway: one multiplexed connection, made on first use and remade by the
-/// connection manager when it drops.
+/// The Redis behind the gateway: one multiplexed connection, made on first use and remade (with backoff)
+/// when it is lost; while Redis is unreachable requests get 503 at once.
 struct Upstream {
-    client: redis::Client,
-    connection: tokio::sync::RwLock<Option<ConnectionManager>>,
+    link: Link,
     timeout: Duration,
 }
 
 impl Upstream {
-    async fn connection(&self) -> Result<ConnectionManager, GatewayError> {
-        if let Some(connection) = self.connection.read().await.as_ref() {
-            return Ok(connection.clone());
-        }
-        let mut slot = self.connection.write().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let connection =
-            match tokio::time::timeout(self.timeout, self.client.get_connection_manager_with_config(config))
-                .await
-            {
-                Ok(Ok(connection)) => connection,
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "cannot connect to redis");
-                    return Err(GatewayError::Unavailable);
-                }
-                Err(_) => {
-                    tracing::warn!(timeout = ?self.timeout, "redis did not accept a connection in time");
-                    return Err(GatewayError::Unavailable);
-                }
-            };
-        *slot = Some(connection.clone());
-        Ok(connection)
-    }
-
     /// Sends `commands` as one pipeline (inside `MULTI`/`EXEC` when `atomic`) and returns one reply per
     /// command; a command Redis refuses yields its `ServerError` in place, the others still run.
     async fn run(&self, commands: &[Command], atomic: bool) -> Result<Vec<redis::Value>, GatewayError> {
-        let mut connection = self.connection().await?;
         let mut pipe = redis::pipe();
         if atomic {
             // A multiplexed connection writes a pipeline in one piece, so MULTI..EXEC cannot be split
@@ -345,34 +321,45 @@ impl Upstream {
             }
             pipe.add_command(cmd);
         }
-        let replies =
-            match tokio::time::timeout(self.timeout, pipe.query_async::<Vec<redis::Value>>(&mut connection))
-                .await
+        let call = async {
+            let (mut connection, generation) = self.link.get(self.timeout).await?;
+            let result = pipe.query_async::<Vec<redis::Value>>(&mut connection).await;
+            self.link.check(generation, &result);
+            if let Ok(replies) = &result {
+                self.link.check_replies(generation, replies);
+            }
+            Ok::<_, StoreUnavailable>(result)
+        };
+        let replies = match tokio::time::timeout(self.timeout, call).await {
+            // The link logged the loss, and logs the recovery: one line per outage, not per request.
+            Ok(Err(unavailable)) => {
+                tracing::debug!(error = %unavailable, "redis unavailable");
+                return Err(GatewayError::Unavailable);
+            }
+            Ok(Ok(Ok(replies))) => replies,
+            // Redis discarded the transaction as a whole (a command was refused while queued): say
+            // which, as the other errors are said, in Redis's words.
+            Ok(Ok(Err(error)))
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort) =>
             {
-                Ok(Ok(replies)) => replies,
-                // Redis discarded the transaction as a whole (a command was refused while queued): say
-                // which, as the other errors are said, in Redis's words.
-                Ok(Err(error))
-                    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort) =>
-                {
-                    let causes = error.into_server_errors().map_or_else(String::new, |errors| {
-                        let causes: Vec<String> =
-                            errors.iter().map(|(_, error)| protocol::server_error_message(error)).collect();
-                        causes.join("; ")
-                    });
-                    return Err(GatewayError::Command(format!(
-                        "EXECABORT Transaction discarded because of previous errors: {causes}"
-                    )));
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "redis failed");
-                    return Err(GatewayError::Unavailable);
-                }
-                Err(_) => {
-                    tracing::warn!(timeout = ?self.timeout, "redis did not answer in time");
-                    return Err(GatewayError::Unavailable);
-                }
-            };
+                let causes = error.into_server_errors().map_or_else(String::new, |errors| {
+                    let causes: Vec<String> =
+                        errors.iter().map(|(_, error)| protocol::server_error_message(error)).collect();
+                    causes.join("; ")
+                });
+                return Err(GatewayError::Command(format!(
+                    "EXECABORT Transaction discarded because of previous errors: {causes}"
+                )));
+            }
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(%error, "redis failed");
+                return Err(GatewayError::Unavailable);
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "redis did not answer in time");
+                return Err(GatewayError::Unavailable);
+            }
+        };
         if replies.len() != commands.len() {
             tracing::warn!(sent = commands.len(), got = replies.len(), "redis answered a different count");
             return Err(GatewayError::Unavailable);

@@ -110,7 +110,9 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<crate::redis_store::StoreUnavailable> for ApiError {
     fn from(error: crate::redis_store::StoreUnavailable) -> ApiError {
-        tracing::warn!(%error, "redis unavailable");
+        // The connection's own task says when Redis goes and comes back; one line per request refused
+        // meanwhile would bury that.
+        tracing::debug!(%error, "redis unavailable");
         ApiError::Unavailable
     }
 }

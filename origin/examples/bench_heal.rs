@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Impressions as ingest would have stored them, served and recorded today.
     let now = Timestamp(chrono::Utc::now().timestamp());
-    popup_origin::ingest::ensure_partition(&db, &state.keys, state.keys.day(now)).await?;
+    popup_origin::db::events::ensure_partition(&db, &state.keys, state.keys.day(now)).await?;
     sqlx::query(
         "INSERT INTO events (served_at, event_id, kind, user_id, campaign_id, variant, at)
          SELECT now(), 'bench-' || n || ':impression', 'impression', 'cust-' || lpad((n / 5)::text, 8, '0'),

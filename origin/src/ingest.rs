@@ -29,14 +29,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use popup_core::ids::Timestamp;
-use popup_core::store::KeySpace;
 use popup_core::stream::Record;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply, StreamPendingReply};
-use sqlx::PgPool;
 
+use crate::db::events;
 use crate::redis_store::{link, Link, LinkSettings, StoreUnavailable};
 use crate::state::AppState;
 
@@ -378,20 +377,11 @@ impl Ingester {
         let days: HashSet<i64> = records.iter().map(|r| self.state.keys.day(r.served)).collect();
         for day in days {
             if !self.partitions.contains(&day) {
-                ensure_partition(&self.state.db, &self.state.keys, day).await?;
+                events::ensure_partition(&self.state.db, &self.state.keys, day).await?;
                 self.partitions.insert(day);
             }
         }
-        let (stored, exhausted, budgets): (i64, Vec<i64>, Vec<i64>) = sqlx::query_as(STORE)
-            .bind(records.iter().map(|r| r.served.seconds()).collect::<Vec<_>>())
-            .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-            .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-            .bind(records.iter().map(|r| r.user.as_str()).collect::<Vec<_>>())
-            .bind(records.iter().map(|r| r.campaign.0 as i64).collect::<Vec<_>>())
-            .bind(records.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>())
-            .bind(records.iter().map(|r| r.at.seconds()).collect::<Vec<_>>())
-            .fetch_one(&self.state.db)
-            .await?;
+        let (stored, exhausted, budgets) = events::store(&self.state.db, &records).await?;
         metrics::counter!("popup_ingest_events_total").increment(stored as u64);
         // Keyed by budget too: a campaign whose budget was raised is published again when it reaches it.
         let newly_exhausted: Vec<(i64, i64)> =
@@ -545,94 +535,6 @@ async fn create_group(connection: &mut MultiplexedConnection, stream: &str) -> a
     }
 }
 
-/// Stores a batch and counts its new impressions, in one statement. Returns how many events were new, and
-/// the campaigns among those counted whose impressions reached their budget.
-const STORE: &str = "
-WITH inserted AS (
-    INSERT INTO events (served_at, event_id, kind, user_id, campaign_id, variant, at)
-    SELECT to_timestamp(served), id, kind, user_id, campaign_id, variant, to_timestamp(at)
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
-        AS batch (served, id, kind, user_id, campaign_id, variant, at)
-    ON CONFLICT DO NOTHING
-    RETURNING campaign_id, kind
-), counted AS (
-    INSERT INTO campaign_totals (campaign_id, impressions)
-    SELECT campaign_id, count(*) FROM inserted WHERE kind = 'impression' GROUP BY campaign_id ORDER BY campaign_id
-    ON CONFLICT (campaign_id) DO UPDATE SET impressions = campaign_totals.impressions + excluded.impressions
-    RETURNING campaign_id, impressions
-)
-SELECT
-    (SELECT count(*) FROM inserted),
-    COALESCE(array_agg(exhausted.campaign_id), '{}'),
-    COALESCE(array_agg(exhausted.budget), '{}')
-FROM (
-    SELECT counted.campaign_id, (campaigns.spec ->> 'budget')::bigint AS budget
-    FROM counted JOIN campaigns ON campaigns.id = counted.campaign_id
-    WHERE (campaigns.spec ->> 'budget')::bigint <= counted.impressions
-) AS exhausted";
-
-/// The partition holding events served on `day` (in the deployment's day offset), created if missing.
-pub async fn ensure_partition(db: &PgPool, keys: &KeySpace, day: i64) -> anyhow::Result<()> {
-    let (from, until) = (keys.day_start(day), keys.day_start(day + 1));
-    let mut tx = db.begin().await?;
-    // Two workers creating the same partition would otherwise race on the catalog.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('events partitions'))").execute(&mut *tx).await?;
-    // Attaching a partition locks the table; behind a long report, fail and retry rather than stall ingest.
-    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
-    // Identifiers and bounds are formatted from numbers, never from input; DDL takes no parameters.
-    let statement = format!(
-        "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
-        partition_name(day),
-        utc(from).to_rfc3339(),
-        utc(until).to_rfc3339(),
-    );
-    sqlx::query(&statement).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `events_d<day number>`: days since the epoch in the deployment's offset.
-fn partition_name(day: i64) -> String {
-    format!("events_d{day}")
-}
-
-/// A core timestamp as chrono's; out of chrono's range (never for events that pass ingest) it is the epoch.
-pub(crate) fn utc(at: Timestamp) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(at.seconds(), 0).unwrap_or_default()
-}
-
-/// Drops the partitions whose whole day is older than `retention_days` before `now`; returns their days.
-pub async fn drop_expired_partitions(
-    db: &PgPool,
-    keys: &KeySpace,
-    now: Timestamp,
-    retention_days: u32,
-) -> anyhow::Result<Vec<i64>> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT child.relname::text FROM pg_inherits
-         JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
-         JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-         WHERE parent.relname = 'events'",
-    )
-    .fetch_all(db)
-    .await?;
-    let oldest_kept = keys.day(now) - i64::from(retention_days);
-    let mut dropped = Vec::new();
-    for day in names.iter().filter_map(|name| name.strip_prefix("events_d")?.parse::<i64>().ok()) {
-        if day < oldest_kept {
-            // Detached concurrently first, so readers and ingest are not locked out while it goes.
-            let name = partition_name(day);
-            sqlx::raw_sql(&format!("ALTER TABLE events DETACH PARTITION {name} CONCURRENTLY"))
-                .execute(db)
-                .await?;
-            sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {name}")).execute(db).await?;
-            dropped.push(day);
-        }
-    }
-    dropped.sort_unstable();
-    Ok(dropped)
-}
-
 /// Runs `workers` ingest workers and the daily retention job until `stopped` fires.
 pub async fn run_workers(
     state: AppState,
@@ -674,11 +576,11 @@ async fn run_retention(
                 // attach one itself.
                 let today = state.keys.day(now);
                 for day in [today, today + 1] {
-                    if let Err(error) = ensure_partition(&state.db, &state.keys, day).await {
+                    if let Err(error) = events::ensure_partition(&state.db, &state.keys, day).await {
                         tracing::warn!(error = format!("{error:#}"), day, "cannot create an events partition");
                     }
                 }
-                match drop_expired_partitions(&state.db, &state.keys, now, retention_days).await {
+                match events::drop_expired_partitions(&state.db, &state.keys, now, retention_days).await {
                     Ok(days) if !days.is_empty() => tracing::info!(?days, "dropped expired event partitions"),
                     Ok(_) => {}
                     Err(error) => tracing::warn!(error = format!("{error:#}"), "retention failed"),

@@ -5,7 +5,7 @@ pub mod campaigns;
 pub mod keys;
 pub mod preview;
 pub mod segments;
-pub mod spec;
+pub use crate::db::campaign_spec as spec;
 pub mod stats;
 pub mod upload;
 

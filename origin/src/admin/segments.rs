@@ -280,7 +280,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     actor.require(Role::Editor)?;
-    let users = projection::campaigns_using_segment(&state, &name).await?;
+    let users = crate::db::campaigns::using_segment(&state.db, &name).await?;
     if !users.is_empty() {
         return Err(ApiError::Conflict(format!("segment {name:?} is used by campaigns {users:?}")));
     }

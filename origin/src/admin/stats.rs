@@ -1,15 +1,15 @@
 //! Campaign analytics from the ingested events: per variant and per day (days in the deployment's offset,
 //! like daily caps), and per variant over the whole range.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
 use popup_core::ids::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Actor, Require, Role};
-use crate::http::ApiError;
-use crate::ingest::utc;
+use crate::db::campaigns;
+use crate::db::events::{self, CountsRow};
+use crate::http::{ApiError, Path, Query, Viewer};
 use crate::state::AppState;
 
 /// The longest range one request may ask for.
@@ -68,38 +68,13 @@ pub struct VariantStats {
     pub counts: Counts,
 }
 
-/// A day's counts for a variant, or with no day the variant's over the whole range.
-type Row = (Option<i64>, String, i64, i64, i64, i64, i64, i64, i64);
-
-/// Counts per (day, variant) and per variant over the events of one campaign, in one pass: the grouping
-/// sets give the range totals (day NULL) beside the daily rows, with users counted once across days. `$5`
-/// is the day offset in seconds; events are selected by when they happened (`at`), and by `served_at` too
-/// so that only partitions that can hold them are read (an event comes at most a token lifetime after its
-/// popup was served).
-const COUNTS: &str = "
-SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
-    count(*) FILTER (WHERE kind = 'impression'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'impression'),
-    count(*) FILTER (WHERE kind = 'click'),
-    count(*) FILTER (WHERE kind = 'dismiss'),
-    count(*) FILTER (WHERE kind = 'conversion'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'conversion'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
-FROM events
-WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
-GROUP BY GROUPING SETS ((day, variant), (variant))
-ORDER BY day NULLS LAST, variant";
-
 /// `GET /admin/v1/campaigns/{id}/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`
 pub async fn campaign(
     State(state): State<AppState>,
-    actor: Actor,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+    _: Viewer,
+    Path(id): Path<i64>,
+    Query(query): Query<StatsQuery>,
 ) -> Result<Json<CampaignStats>, ApiError> {
-    actor.require(Role::Viewer)?;
-    let Path(id) = id?;
-    let Query(query) = query?;
     let day_offset = -state.keys.day_start(0).seconds();
     let today = state.keys.day(Timestamp(Utc::now().timestamp()));
     let to = match &query.to {
@@ -116,24 +91,13 @@ pub async fn campaign(
     if to - from >= MAX_DAYS {
         return Err(ApiError::bad_field("to", format!("the range may span at most {MAX_DAYS} days")));
     }
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1)")
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
-    if !exists {
+    if !campaigns::exists(&state.db, id).await? {
         return Err(ApiError::NotFound("campaign"));
     }
     let start = state.keys.day_start(from);
     let end = state.keys.day_start(to + 1);
     let earliest_served = start.plus(-state.tokens.ttl_seconds);
-    let rows: Vec<Row> = sqlx::query_as(COUNTS)
-        .bind(id)
-        .bind(utc(start))
-        .bind(utc(end))
-        .bind(utc(earliest_served))
-        .bind(day_offset)
-        .fetch_all(&state.db)
-        .await?;
+    let rows = events::campaign_counts(&state.db, id, (start, end), earliest_served, day_offset).await?;
     let (mut days, mut variants) = (Vec::new(), Vec::new());
     for row in &rows {
         match row.0 {
@@ -144,7 +108,7 @@ pub async fn campaign(
     Ok(Json(CampaignStats { campaign_id: id, from: date(from), to: date(to), days, variants }))
 }
 
-fn counts(row: &Row) -> Counts {
+fn counts(row: &CountsRow) -> Counts {
     let &(_, _, impressions, unique_users, clicks, dismissals, conversions, converted_users, holdouts) = row;
     let rate = |n: i64, d: i64| (d > 0).then(|| n as f64 / d as f64);
     Counts {

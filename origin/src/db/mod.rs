@@ -4,9 +4,18 @@
 //!
 //! - [`audit`]: the audit trail, and who acted.
 //! - [`keys`]: API keys.
+//! - [`campaigns`], [`campaign_spec`]: popup campaigns, and the spec they are stored (and written) as.
+//! - [`segments`]: segments and their members.
+//! - [`settings`]: rules that span campaigns.
+//! - [`events`]: ingested events, their partitions, and the counts read from them.
 
 pub mod audit;
+pub mod campaign_spec;
+pub mod campaigns;
+pub mod events;
 pub mod keys;
+pub mod segments;
+pub mod settings;
 
 pub use sqlx::PgPool;
 

@@ -102,6 +102,17 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<crate::projection::ProjectionError> for ApiError {
+    fn from(error: crate::projection::ProjectionError) -> ApiError {
+        use crate::projection::ProjectionError;
+        match error {
+            ProjectionError::Db(error) => error.into(),
+            ProjectionError::Store(error) => error.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> ApiError {
         DbError::from(error).into()

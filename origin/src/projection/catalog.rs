@@ -17,8 +17,8 @@ use popup_core::projection::{
 use popup_core::store::{Command, Reply};
 use sha2::{Digest, Sha256};
 
-use crate::admin::campaigns::segment_ids;
-use crate::admin::spec::CampaignSpec;
+use crate::db::{campaigns, events, segments, settings, DbError};
+use crate::redis_store::StoreUnavailable;
 use crate::state::{AppState, BULK_TIMEOUT};
 
 /// Zone tables cover this many days before and after today. The catalog is rebuilt every reconcile, so
@@ -34,34 +34,15 @@ pub struct Published {
 }
 
 /// Builds the catalog's parts from Postgres as of `now`; the version is left 0.
-pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<CatalogParts> {
-    let mut db = state.db.acquire().await?;
-    let max_popups_per_day: Option<i32> =
-        sqlx::query_scalar("SELECT max_popups_per_day FROM settings").fetch_one(&mut *db).await?;
-    let segments: Vec<(i32, i64)> =
-        sqlx::query_as("SELECT id, version FROM segments WHERE deleted_at IS NULL AND version > 0")
-            .fetch_all(&mut *db)
-            .await?;
-    let names = segment_ids(&mut db).await?;
-    let rows: Vec<(i64, sqlx::types::Json<CampaignSpec>)> = sqlx::query_as(
-        "SELECT id, spec FROM campaigns
-         WHERE status = 'active' AND deleted_at IS NULL AND (ends_at IS NULL OR ends_at > $1) ORDER BY id",
-    )
-    .bind(now)
-    .fetch_all(&mut *db)
-    .await?;
-    // Only campaigns that reached their budget: counts below it do not change what is served, and leaving
-    // them out keeps the catalog (and its version) still while impressions come in.
-    let served: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT campaign_totals.campaign_id, campaign_totals.impressions FROM campaign_totals
-         JOIN campaigns ON campaigns.id = campaign_totals.campaign_id
-         WHERE campaigns.status = 'active' AND (campaigns.spec ->> 'budget')::bigint <= campaign_totals.impressions",
-    )
-    .fetch_all(&mut *db)
-    .await?;
-    let mut campaigns = Vec::with_capacity(rows.len());
-    for (id, spec) in rows {
-        match spec.0.to_core(id, &names) {
+pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> Result<CatalogParts, ProjectionError> {
+    let max_popups_per_day = settings::max_popups_per_day(&state.db).await?;
+    let segment_versions = segments::live_versions(&state.db).await?;
+    let names = segments::ids_by_name(&state.db).await?;
+    let specs = campaigns::live_specs(&state.db, now).await?;
+    let served = campaigns::budgets_reached(&state.db).await?;
+    let mut campaigns = Vec::with_capacity(specs.len());
+    for (id, spec) in specs {
+        match spec.to_core(id, &names) {
             Ok(campaign) => campaigns.push(campaign),
             // Saved campaigns were valid; one that no longer is must not take the others down.
             Err(errors) => tracing::error!(campaign = id, %errors, "left out of the catalog"),
@@ -69,9 +50,12 @@ pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> anyhow::Result
     }
     let mut parts = CatalogParts {
         version: 0,
-        settings: Settings { max_popups_per_day: max_popups_per_day.map(|n| n as u32) },
+        settings: Settings { max_popups_per_day },
         campaigns,
-        segments: segments.into_iter().map(|(id, version)| (SegmentId(id as u32), version as u64)).collect(),
+        segments: segment_versions
+            .into_iter()
+            .map(|(id, version)| (SegmentId(id as u32), version as u64))
+            .collect(),
         zones: BTreeMap::new(),
         served: served.into_iter().map(|(id, count)| (CampaignId(id as u64), count as u64)).collect(),
         restoring: Default::default(),
@@ -80,9 +64,28 @@ pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> anyhow::Result
     Ok(parts)
 }
 
+/// Why the catalog could not be built or published.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] StoreUnavailable),
+    #[error("redis answered unexpectedly: {0}")]
+    Reply(#[from] popup_core::store::StoreError),
+    #[error("time zone {zone:?}: {error}")]
+    Zone { zone: String, error: String },
+    #[error(transparent)]
+    Catalog(#[from] popup_core::catalog::CatalogError),
+    #[error("no randomness for an epoch id")]
+    NoRandomness,
+    #[error("redis kept losing the projection while the catalog was published")]
+    KeptLosing,
+}
+
 /// Compiles the offset table of every zone a campaign of `parts` uses in its windows and that `parts`
 /// lacks: after adding a campaign (the preview of a draft does), call it again.
-pub fn fill_zones(parts: &mut CatalogParts, now: DateTime<Utc>) -> anyhow::Result<()> {
+pub fn fill_zones(parts: &mut CatalogParts, now: DateTime<Utc>) -> Result<(), ProjectionError> {
     // Anchored to the day so the tables, and so the catalog, change once a day and not every reconcile.
     let today = now.timestamp().div_euclid(86_400) * 86_400;
     let from = Timestamp(today - ZONE_DAYS_BEFORE * 86_400);
@@ -95,7 +98,9 @@ pub fn fill_zones(parts: &mut CatalogParts, now: DateTime<Utc>) -> anyhow::Resul
         .filter_map(|c| c.schedule.time_zone.as_deref());
     for name in names {
         if !zones.contains_key(name) {
-            zones.insert(name.to_string(), popup_core::zone::compile(name, from, until)?);
+            let offsets = popup_core::zone::compile(name, from, until)
+                .map_err(|error| ProjectionError::Zone { zone: name.into(), error: error.to_string() })?;
+            zones.insert(name.to_string(), offsets);
         }
     }
     Ok(())
@@ -107,7 +112,7 @@ const PUBLISH_ATTEMPTS: usize = 3;
 /// Publishes the catalog if its content changed or Redis lost it, and returns the catalog it built (the
 /// one Redis holds, unless another origin published a newer one meanwhile). When the catalog waits for
 /// parts being restored, the healer is woken.
-pub async fn publish(state: &AppState) -> anyhow::Result<Arc<Catalog>> {
+pub async fn publish(state: &AppState) -> Result<Arc<Catalog>, ProjectionError> {
     let mut published = state.projection.lock().await;
     for _ in 0..PUBLISH_ATTEMPTS {
         let mut parts = build_parts(state, Utc::now()).await?;
@@ -121,15 +126,14 @@ pub async fn publish(state: &AppState) -> anyhow::Result<Arc<Catalog>> {
         if waiting > 0 {
             state.heal_wanted.notify_one();
         }
-        let content = Sha256::digest(serde_json::to_vec(&parts)?).to_vec();
+        let content = Sha256::digest(serde_json::to_vec(&parts).unwrap_or_default()).to_vec();
         let redis_has_ours = version_in_redis == Some(published.version);
         if published.content == content && redis_has_ours {
             if let Some(catalog) = state.cached_catalog().filter(|c| c.version() == published.version) {
                 return Ok(catalog);
             }
         }
-        let version: i64 =
-            sqlx::query_scalar("SELECT nextval('catalog_version')").fetch_one(&state.db).await?;
+        let version = settings::next_catalog_version(&state.db).await?;
         let catalog = Arc::new(Catalog::build(CatalogParts { version: version as u64, ..parts })?);
         let command = publish_catalog(&state.keys, &catalog, &claims);
         let replies = state.redis.run_with_timeout(&[command], BULK_TIMEOUT).await?;
@@ -153,12 +157,12 @@ pub async fn publish(state: &AppState) -> anyhow::Result<Arc<Catalog>> {
         state.cache_catalog(catalog.clone());
         return Ok(catalog);
     }
-    anyhow::bail!("redis kept losing the projection while the catalog was published")
+    Err(ProjectionError::KeptLosing)
 }
 
 /// The epoch in force (begun now if Redis lost the projection), the readiness hash, and the catalog
 /// version Redis holds, in one round trip.
-async fn read_projection(state: &AppState) -> anyhow::Result<(String, Readiness, Option<u64>)> {
+async fn read_projection(state: &AppState) -> Result<(String, Readiness, Option<u64>), ProjectionError> {
     let commands = [
         begin(&state.keys, &fresh_epoch()?),
         fetch_readiness(&state.keys),
@@ -169,7 +173,7 @@ async fn read_projection(state: &AppState) -> anyhow::Result<(String, Readiness,
         .run(&commands)
         .await?
         .try_into()
-        .map_err(|_| anyhow::anyhow!("redis answered the wrong number of replies"))?;
+        .map_err(|_| popup_core::store::StoreError::UnexpectedReply("begin, HGETALL, GET"))?;
     let (epoch, began) = read_begin(began)?;
     if began {
         report_loss(&epoch);
@@ -189,7 +193,7 @@ async fn mark_parts_with_nothing_to_restore(
     epoch: &str,
     parts: &CatalogParts,
     readiness: Readiness,
-) -> anyhow::Result<Readiness> {
+) -> Result<Readiness, ProjectionError> {
     let unmarked: Vec<i64> = parts
         .campaigns
         .iter()
@@ -198,12 +202,7 @@ async fn mark_parts_with_nothing_to_restore(
         .collect();
     let mut empty = Vec::new();
     if !unmarked.is_empty() {
-        let shown: Vec<i64> = sqlx::query_scalar(
-            "SELECT campaign_id FROM campaign_totals WHERE campaign_id = ANY($1) AND impressions > 0",
-        )
-        .bind(&unmarked)
-        .fetch_all(&state.db)
-        .await?;
+        let shown = events::campaigns_shown(&state.db, &unmarked).await?;
         empty.extend(
             unmarked.iter().filter(|id| !shown.contains(id)).map(|&id| Part::Counters(CampaignId(id as u64))),
         );
@@ -219,7 +218,7 @@ async fn mark_parts_with_nothing_to_restore(
         read_mark(&reply)?;
     }
     let replies = state.redis.run(&[fetch_readiness(&state.keys)]).await?;
-    let reply = replies.into_iter().next().ok_or_else(|| anyhow::anyhow!("no reply to HGETALL"))?;
+    let reply = replies.into_iter().next().unwrap_or(Reply::Nil);
     Ok(read_readiness(reply)?)
 }
 
@@ -230,9 +229,9 @@ pub(crate) fn report_loss(epoch: &str) {
 }
 
 /// A new random epoch id.
-pub(crate) fn fresh_epoch() -> anyhow::Result<String> {
+pub(crate) fn fresh_epoch() -> Result<String, ProjectionError> {
     let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|_| ProjectionError::NoRandomness)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -242,18 +241,4 @@ pub async fn publish_after_write(state: &AppState) {
     if let Err(error) = publish(state).await {
         tracing::warn!(error = format!("{error:#}"), "projection deferred to the next reconcile");
     }
-}
-
-/// Ids of the campaigns not ended that refer to segment `name`: such a segment may not be deleted.
-pub async fn campaigns_using_segment(state: &AppState, name: &str) -> anyhow::Result<Vec<i64>> {
-    let rows: Vec<(i64, sqlx::types::Json<CampaignSpec>)> = sqlx::query_as(
-        "SELECT id, spec FROM campaigns WHERE deleted_at IS NULL AND status <> 'ended' ORDER BY id",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|(_, spec)| spec.0.segment_names().any(|n| n == name))
-        .map(|(id, _)| id)
-        .collect())
 }

@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::projection::{
@@ -16,6 +15,7 @@ use popup_core::projection::{
 };
 use popup_core::store::{Command, Reply};
 
+use crate::db::events;
 use crate::state::{AppState, BULK_TIMEOUT};
 
 /// Customers written per pipeline.
@@ -23,22 +23,15 @@ const CUSTOMERS_PER_PIPELINE: usize = 2_000;
 
 /// The start of the deployment's current day, and a bound on when the popups shown today were served (an
 /// impression is accepted for as long as its token is), which lets Postgres read only those partitions.
-fn today(state: &AppState, now: Timestamp) -> (DateTime<Utc>, DateTime<Utc>) {
+fn today(state: &AppState, now: Timestamp) -> (Timestamp, Timestamp) {
     let start = state.keys.day_start(state.keys.day(now));
-    let served_since = Timestamp(start.seconds().saturating_sub(state.tokens.ttl_seconds));
-    (crate::ingest::utc(start), crate::ingest::utc(served_since))
+    (start, Timestamp(start.seconds().saturating_sub(state.tokens.ttl_seconds)))
 }
 
 /// Whether Postgres holds any impression recorded today.
-pub async fn anyone_shown_today(state: &AppState) -> anyhow::Result<bool> {
+pub async fn anyone_shown_today(state: &AppState) -> Result<bool, crate::db::DbError> {
     let (start, served_since) = today(state, crate::public::now());
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'impression' AND at >= $1 AND served_at >= $2)",
-    )
-    .bind(start)
-    .bind(served_since)
-    .fetch_one(&state.db)
-    .await?)
+    events::anyone_shown_since(&state.db, start, served_since).await
 }
 
 /// Raises every customer's counters of `campaign` to what its recorded impressions say, then marks them
@@ -48,13 +41,7 @@ pub async fn restore_campaign(state: &AppState, epoch: &str, campaign: CampaignI
     let now = crate::public::now();
     let (day_start, _) = today(state, now);
     let sha = load_restore_script(state).await?;
-    let mut rows = sqlx::query_as::<_, (String, i64, i64, i64)>(
-        "SELECT user_id, count(*), extract(epoch FROM max(at))::bigint, count(*) FILTER (WHERE at >= $2)
-         FROM events WHERE campaign_id = $1 AND kind = 'impression' GROUP BY user_id",
-    )
-    .bind(campaign.0 as i64)
-    .bind(day_start)
-    .fetch(&state.db);
+    let mut rows = Box::pin(events::impressions_by_customer(&state.db, campaign.0 as i64, day_start));
     let mut batch = Vec::with_capacity(CUSTOMERS_PER_PIPELINE);
     let mut customers = 0;
     while let Some((user, lifetime, last_shown, today)) = rows.try_next().await? {
@@ -82,13 +69,7 @@ pub async fn restore_daily_totals(state: &AppState, epoch: &str) -> anyhow::Resu
     let now = crate::public::now();
     let (day_start, served_since) = today(state, now);
     let sha = load_restore_script(state).await?;
-    let mut rows = sqlx::query_as::<_, (String, i64)>(
-        "SELECT user_id, count(*) FROM events
-         WHERE kind = 'impression' AND at >= $1 AND served_at >= $2 GROUP BY user_id",
-    )
-    .bind(day_start)
-    .bind(served_since)
-    .fetch(&state.db);
+    let mut rows = Box::pin(events::impressions_today_by_customer(&state.db, day_start, served_since));
     let mut batch = Vec::with_capacity(CUSTOMERS_PER_PIPELINE);
     let mut customers = 0;
     while let Some((user, today)) = rows.try_next().await? {

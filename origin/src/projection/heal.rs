@@ -17,7 +17,7 @@ use popup_core::store::{Command, Reply};
 
 use super::catalog::{fresh_epoch, publish, report_loss};
 use super::{counters, segments};
-use crate::db::audit::Actor;
+use crate::db::{self, campaigns, DbError};
 use crate::state::AppState;
 
 /// How often Redis is checked for a loss.
@@ -84,59 +84,22 @@ async fn read_readiness_in_epoch(
 
 /// Every part Redis should hold: the current version of every live segment, the counters of every
 /// campaign that may be served again (active or paused), and today's totals.
-async fn wanted_parts(state: &AppState) -> anyhow::Result<Vec<Part>> {
-    let segments: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT id, version FROM segments WHERE deleted_at IS NULL AND version > 0 ORDER BY id",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let campaigns: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM campaigns WHERE deleted_at IS NULL AND status IN ('active', 'paused') ORDER BY id",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let mut parts: Vec<Part> = segments
+async fn wanted_parts(state: &AppState) -> Result<Vec<Part>, DbError> {
+    let mut parts: Vec<Part> = db::segments::live_versions(&state.db)
+        .await?
         .into_iter()
         .map(|(id, version)| Part::Segment { segment: SegmentId(id as u32), version: version as u64 })
         .collect();
+    let campaigns = campaigns::servable_ids(&state.db).await?;
     parts.extend(campaigns.into_iter().map(|id| Part::Counters(CampaignId(id as u64))));
     parts.push(Part::DailyTotals);
     Ok(parts)
 }
 
-/// Ends campaigns whose end time has passed, so the admin API shows what is no longer served.
-async fn end_expired_campaigns(state: &AppState) -> anyhow::Result<()> {
-    let mut tx = state.db.begin().await?;
-    let ended: Vec<(i64, String)> = sqlx::query_as(
-        "WITH expired AS (
-             SELECT id, status FROM campaigns
-             WHERE status IN ('active', 'paused') AND deleted_at IS NULL AND ends_at <= now() FOR UPDATE
-         )
-         UPDATE campaigns c SET status = 'ended', updated_at = now() FROM expired e WHERE c.id = e.id
-         RETURNING c.id, e.status",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for (id, before) in ended {
-        crate::db::audit::record(
-            &mut tx,
-            &Actor::system(),
-            "end",
-            "campaign",
-            &id.to_string(),
-            Some(serde_json::json!({"status": before})),
-            Some(serde_json::json!({"status": "ended"})),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
 /// One reconcile: end expired campaigns, then publish and heal whatever Redis lacks.
 pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
     let started = Instant::now();
-    end_expired_campaigns(state).await?;
+    campaigns::end_expired(&state.db).await?;
     heal(state).await?;
     metrics::histogram!("popup_reconcile_seconds").record(started.elapsed().as_secs_f64());
     metrics::gauge!("popup_projection_last_reconcile_seconds").set(Utc::now().timestamp() as f64);

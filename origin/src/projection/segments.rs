@@ -9,6 +9,7 @@ use popup_core::projection::{begin, mark, read_begin, read_mark, unmark, Part};
 use popup_core::store::segment_field;
 
 use super::catalog::fresh_epoch;
+use crate::db;
 use crate::redis_store::StoreUnavailable;
 use crate::state::{AppState, BULK_TIMEOUT};
 
@@ -128,12 +129,7 @@ pub async fn load_members(
 /// Writes the members Postgres holds for `version` of `segment` back into Redis, a chunk at a time.
 pub async fn restore_members(state: &AppState, segment: SegmentId, version: u64) -> anyhow::Result<u64> {
     let mut load = SegmentLoad::start(state, segment, version).await?;
-    let mut chunks = sqlx::query_scalar::<_, Vec<String>>(
-        "SELECT user_ids FROM segment_members WHERE segment_id = $1 AND version = $2 ORDER BY chunk",
-    )
-    .bind(segment.0 as i32)
-    .bind(version as i64)
-    .fetch(&state.db);
+    let mut chunks = Box::pin(db::segments::member_chunks(&state.db, segment.0 as i32, version as i64));
     while let Some(chunk) = chunks.try_next().await? {
         load.write(chunk.iter().map(String::as_str)).await?;
     }

@@ -44,7 +44,7 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let postgres = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
+    let postgres = crate::db::ping(&state.db).await;
     let redis = state.redis.ping().await;
     let status = if postgres && redis { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({"postgres": postgres, "redis": redis}))).into_response()

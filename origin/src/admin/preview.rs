@@ -3,7 +3,7 @@
 //! has it; the customer's memberships and counters come from Redis, and a campaign that depends on a part
 //! Redis is still restoring after a loss is shown as `restoring`, as resolvers would treat it.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use popup_core::catalog::{Catalog, CatalogParts};
@@ -14,10 +14,9 @@ use popup_core::store::ResolvePlan;
 use popup_core::wire::{Explanation, PopupQuery, SkippedCampaign};
 use serde::Serialize;
 
-use super::campaigns::segment_ids;
-use super::spec::CampaignSpec;
-use crate::auth::{Actor, Require, Role};
-use crate::http::ApiError;
+use crate::db::campaign_spec::CampaignSpec;
+use crate::db::{campaigns, segments};
+use crate::http::{ApiError, Path, Query, Viewer};
 use crate::projection::{build_parts, fill_zones};
 use crate::state::AppState;
 
@@ -60,8 +59,7 @@ async fn explain_with(
     let mut parts: CatalogParts = build_parts(state, at).await?;
     if let Some((id, spec)) = extra {
         parts.campaigns.retain(|c| c.id != CampaignId(id as u64));
-        let mut db = state.db.acquire().await?;
-        parts.campaigns.push(spec.to_core(id, &segment_ids(&mut db).await?)?);
+        parts.campaigns.push(spec.to_core(id, &segments::ids_by_name(&state.db).await?)?);
         // The added campaign may use a zone no live campaign does.
         fill_zones(&mut parts, at)?;
     }
@@ -72,10 +70,10 @@ async fn explain_with(
     let mut commands = plan.commands().to_vec();
     commands.push(fetch_readiness(&state.keys));
     let mut replies = state.redis.run(&commands).await?;
-    let readiness = replies.pop().map(read_readiness).transpose().map_err(anyhow::Error::from)?;
+    let readiness = replies.pop().map(read_readiness).transpose()?;
     assess(&mut parts, &readiness.unwrap_or_default());
-    let catalog = Catalog::build(parts).map_err(anyhow::Error::from)?;
-    let inputs = plan.read(replies).map_err(anyhow::Error::from)?;
+    let catalog = Catalog::build(parts)?;
+    let inputs = plan.read(replies)?;
     let decision =
         explain(&catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
     Ok(Explanation::new(&decision, now, catalog.version()))
@@ -84,33 +82,26 @@ async fn explain_with(
 /// `GET /admin/v1/preview?user_id=..[&at=RFC3339][&placement=..&platform=..&app_version=..&locale=..&country=..]`
 pub async fn preview(
     State(state): State<AppState>,
-    actor: Actor,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    _: Viewer,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Explanation>, ApiError> {
-    actor.require(Role::Viewer)?;
-    Ok(Json(explain_with(&state, query?.0, None).await?))
+    Ok(Json(explain_with(&state, pairs, None).await?))
 }
 
 /// `GET /admin/v1/campaigns/{id}/preview?...`: as if this campaign were active, even a draft or paused one.
 pub async fn campaign_preview(
     State(state): State<AppState>,
-    actor: Actor,
+    _: Viewer,
     Path(id): Path<i64>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<CampaignPreview>, ApiError> {
-    actor.require(Role::Viewer)?;
-    let spec: sqlx::types::Json<CampaignSpec> =
-        sqlx::query_scalar("SELECT spec FROM campaigns WHERE id = $1 AND deleted_at IS NULL")
-            .bind(id)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or(ApiError::NotFound("campaign"))?;
-    let explanation = explain_with(&state, query?.0, Some((id, spec.0))).await?;
+    let spec = campaigns::spec(&state.db, id).await?.ok_or(ApiError::NotFound("campaign"))?;
+    let explanation = explain_with(&state, pairs, Some((id, spec))).await?;
     let campaign_id = CampaignId(id as u64);
     let skipped = explanation.skipped.iter().find(|s| s.campaign_id == campaign_id).cloned();
     let shown = explanation.chosen.as_ref().is_some_and(|chosen| chosen.campaign_id == campaign_id);
     if !shown && skipped.is_none() {
-        return Err(anyhow::anyhow!("campaign {id} missing from its own preview").into());
+        return Err(ApiError::internal(format!("campaign {id} missing from its own preview")));
     }
     Ok(Json(CampaignPreview { explanation, this_campaign: CampaignOutcome { shown, skipped } }))
 }

@@ -16,6 +16,16 @@ pub async fn exists(db: &PgPool, id: i64) -> DbResult<bool> {
         .await?)
 }
 
+/// The spec of campaign `id`, unless it was deleted.
+pub async fn spec(db: &PgPool, id: i64) -> DbResult<Option<CampaignSpec>> {
+    let spec: Option<Json<CampaignSpec>> =
+        sqlx::query_scalar("SELECT spec FROM campaigns WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(spec.map(|spec| spec.0))
+}
+
 /// The campaigns served at `now`: active, not deleted, not past their end; by id.
 pub async fn live_specs(db: &PgPool, now: DateTime<Utc>) -> DbResult<Vec<(i64, CampaignSpec)>> {
     let rows: Vec<(i64, Json<CampaignSpec>)> = sqlx::query_as(

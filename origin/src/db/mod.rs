@@ -51,3 +51,8 @@ impl From<sqlx::Error> for DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// Whether Postgres answers.
+pub async fn ping(db: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(db).await.is_ok()
+}

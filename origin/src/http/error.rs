@@ -49,6 +49,11 @@ impl ApiError {
         ApiError::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
+    /// A broken invariant of ours, answered 500 and logged with `message`.
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(anyhow::anyhow!("{message}"))
+    }
+
     pub fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::BadFields(vec![FieldError { field: field.into(), message: message.into() }])
     }
@@ -80,6 +85,27 @@ impl ApiError {
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+impl From<popup_core::store::StoreError> for ApiError {
+    /// Redis answered, but not as a resolver can use (loading after a restart, an error reply): for the
+    /// caller that is the store being unavailable.
+    fn from(error: popup_core::store::StoreError) -> ApiError {
+        tracing::warn!(%error, "redis answered unexpectedly");
+        ApiError::Unavailable
+    }
+}
+
+impl From<popup_core::catalog::CatalogError> for ApiError {
+    fn from(error: popup_core::catalog::CatalogError) -> ApiError {
+        ApiError::Internal(error.into())
+    }
+}
+
+impl From<popup_core::token::TokenError> for ApiError {
+    fn from(error: popup_core::token::TokenError) -> ApiError {
+        ApiError::Internal(error.into())
     }
 }
 

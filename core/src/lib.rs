@@ -14,6 +14,7 @@
 //! - [`user`]: what Redis knows about one customer (segments, impression counters).
 //! - [`resolve`]: choosing the popup, with the reason every other campaign was skipped.
 //! - [`bucket`]: deterministic A/B variant assignment.
+//! - [`backoff`]: exponential backoff with jitter between attempts.
 //! - [`token`]: HMAC-signed impression tokens.
 //! - [`store`]: the Redis key layout and the command plans for a resolve and an event.
 //! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
@@ -27,6 +28,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod access;
+pub mod backoff;
 pub mod bucket;
 pub mod campaign;
 pub mod catalog;

@@ -93,15 +93,6 @@ impl Config {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_seconds.max(1))
     }
-
-    pub fn ingest_settings(&self) -> crate::ingest::IngestSettings {
-        crate::ingest::IngestSettings {
-            batch: self.ingest_batch.max(1),
-            claim_idle: Duration::from_millis(self.ingest_claim_idle_ms),
-            block: Duration::from_secs(1),
-            retention_days: self.event_retention_days.max(1),
-        }
-    }
 }
 
 /// The day offset, with the core's parser so the edge and the origin agree.

@@ -67,6 +67,17 @@ pub struct IngestSettings {
     pub retention_days: u32,
 }
 
+impl IngestSettings {
+    pub fn from_config(config: &crate::config::Config) -> IngestSettings {
+        IngestSettings {
+            batch: config.ingest_batch.max(1),
+            claim_idle: Duration::from_millis(config.ingest_claim_idle_ms),
+            block: Duration::from_secs(1),
+            retention_days: config.event_retention_days.max(1),
+        }
+    }
+}
+
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StepOutcome {

@@ -29,6 +29,7 @@ pub mod projection;
 pub mod public;
 pub mod redis_store;
 pub mod state;
+pub mod telemetry;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -42,7 +43,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// Every route of the origin.
 pub fn app(state: AppState) -> Router {
-    ops::metrics_handle();
+    telemetry::metrics_handle();
     Router::new()
         .route("/v1/campaigns/popup", get(public::popup))
         .route("/v1/campaigns/{id}/{kind}", post(public::event))
@@ -84,7 +85,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.clone(),
         config.redis_url.clone(),
         config.ingest_workers,
-        config.ingest_settings(),
+        ingest::IngestSettings::from_config(&config),
         stopped,
     ));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -106,7 +107,7 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
         state,
         config.redis_url.clone(),
         config.ingest_workers.max(1),
-        config.ingest_settings(),
+        ingest::IngestSettings::from_config(&config),
         stopped,
     );
     let workers = tokio::spawn(workers);

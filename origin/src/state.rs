@@ -24,7 +24,7 @@ pub struct Inner {
     /// The catalog this process resolves with; replaced when Redis reports another version.
     pub catalog: RwLock<Option<Arc<Catalog>>>,
     /// Serializes projections within this process; the publish script orders them across processes.
-    pub projection: tokio::sync::Mutex<crate::projection::Published>,
+    pub projection: tokio::sync::Mutex<Published>,
     /// Wakes the healer: a publish found parts of the projection missing from Redis.
     pub heal_wanted: tokio::sync::Notify,
 }
@@ -64,6 +64,19 @@ impl AppState {
             *slot = Some(catalog);
         }
     }
+}
+
+/// What this process last published (see `projection::publish`): the content's hash, so an unchanged
+/// catalog is not published again, and its version.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub content: Vec<u8>,
+    pub version: u64,
+}
+
+/// The time now, as the core counts it.
+pub fn now() -> popup_core::ids::Timestamp {
+    popup_core::ids::Timestamp(chrono::Utc::now().timestamp())
 }
 
 /// Bulk Redis work (segment loads, reconcile) gets longer than a request.

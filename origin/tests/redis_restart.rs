@@ -210,7 +210,7 @@ async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> 
 
 #[tokio::test]
 async fn the_store_reconnects_after_a_restart_and_leaves_a_demoted_primary() {
-    let metrics = popup_origin::ops::metrics_handle().unwrap();
+    let metrics = popup_origin::telemetry::metrics_handle().unwrap();
     let mut redis = OwnRedis::start().await;
     let store = RedisStore::new(&redis.url(), Duration::from_secs(2)).unwrap();
     let bulk = Duration::from_secs(30);

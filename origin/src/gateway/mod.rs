@@ -183,7 +183,7 @@ impl Gateway {
 
 /// Every route of the gateway.
 pub fn router(gateway: Gateway) -> Router {
-    crate::ops::metrics_handle();
+    crate::telemetry::metrics_handle();
     let max_body_bytes = gateway.inner.max_body_bytes;
     Router::new()
         .route("/", post(single).fallback(method_not_allowed))

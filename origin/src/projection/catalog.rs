@@ -19,19 +19,12 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{campaigns, events, segments, settings, DbError};
 use crate::redis_store::StoreUnavailable;
-use crate::state::{AppState, BULK_TIMEOUT};
+use crate::state::{AppState, Published, BULK_TIMEOUT};
 
 /// Zone tables cover this many days before and after today. The catalog is rebuilt every reconcile, so
 /// this only matters if the origin stops for weeks; past the table's end the last offset holds.
 const ZONE_DAYS_BEFORE: i64 = 2;
 const ZONE_DAYS_AFTER: i64 = 35;
-
-/// What this process last published.
-#[derive(Debug, Default)]
-pub struct Published {
-    content: Vec<u8>,
-    version: u64,
-}
 
 /// Builds the catalog's parts from Postgres as of `now`; the version is left 0.
 pub async fn build_parts(state: &AppState, now: DateTime<Utc>) -> Result<CatalogParts, ProjectionError> {

@@ -30,7 +30,7 @@ fn today(state: &AppState, now: Timestamp) -> (Timestamp, Timestamp) {
 
 /// Whether Postgres holds any impression recorded today.
 pub async fn anyone_shown_today(state: &AppState) -> Result<bool, crate::db::DbError> {
-    let (start, served_since) = today(state, crate::public::now());
+    let (start, served_since) = today(state, crate::state::now());
     events::anyone_shown_since(&state.db, start, served_since).await
 }
 
@@ -38,7 +38,7 @@ pub async fn anyone_shown_today(state: &AppState) -> Result<bool, crate::db::DbE
 /// complete under `epoch`. Returns the customers written; an error if Redis lost data meanwhile.
 pub async fn restore_campaign(state: &AppState, epoch: &str, campaign: CampaignId) -> anyhow::Result<u64> {
     let started = Instant::now();
-    let now = crate::public::now();
+    let now = crate::state::now();
     let (day_start, _) = today(state, now);
     let sha = load_restore_script(state).await?;
     let mut rows = Box::pin(events::impressions_by_customer(&state.db, campaign.0 as i64, day_start));
@@ -66,7 +66,7 @@ pub async fn restore_campaign(state: &AppState, epoch: &str, campaign: CampaignI
 /// Raises every customer's impressions today across campaigns (the global daily cap's count), then marks
 /// them complete under `epoch`.
 pub async fn restore_daily_totals(state: &AppState, epoch: &str) -> anyhow::Result<u64> {
-    let now = crate::public::now();
+    let now = crate::state::now();
     let (day_start, served_since) = today(state, now);
     let sha = load_restore_script(state).await?;
     let mut rows = Box::pin(events::impressions_today_by_customer(&state.db, day_start, served_since));

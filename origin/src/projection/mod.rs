@@ -12,6 +12,6 @@ pub mod counters;
 pub mod heal;
 pub mod segments;
 
-pub use catalog::{build_parts, fill_zones, publish, publish_after_write, ProjectionError, Published};
+pub use catalog::{build_parts, fill_zones, publish, publish_after_write, ProjectionError};
 pub use heal::{heal, reconcile, run_reconciler};
 pub use segments::load_members;

@@ -121,7 +121,7 @@ impl std::fmt::Debug for Link {
 impl Link {
     pub fn new(client: redis::Client, settings: LinkSettings) -> Link {
         // The gauge moves by increments; they must reach the real recorder, which may not be installed yet.
-        crate::ops::metrics_handle();
+        crate::telemetry::metrics_handle();
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(settings.response_timeout);
@@ -366,9 +366,10 @@ pub fn backoff(failures: u32) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }
-    let unit = crate::messaging::provider::random_below(1 << 30) as f64 / f64::from(1u32 << 30);
+    // If the OS has no randomness, the delay degrades to its lower bound.
+    let unit = (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64;
     let attempt = i32::try_from(failures).unwrap_or(i32::MAX);
-    crate::messaging::worker::backoff(attempt, MIN_BACKOFF, MAX_BACKOFF, unit)
+    popup_core::backoff::equal_jitter(attempt, MIN_BACKOFF, MAX_BACKOFF, unit)
 }
 
 #[cfg(test)]

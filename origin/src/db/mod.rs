@@ -56,3 +56,22 @@ pub type DbResult<T> = Result<T, DbError>;
 pub async fn ping(db: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(db).await.is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DbError;
+
+    #[test]
+    fn an_outage_is_told_apart_from_a_bug() {
+        let outages = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused")),
+        ];
+        for error in outages {
+            assert!(matches!(DbError::from(error), DbError::Unavailable(_)));
+        }
+        assert!(matches!(DbError::from(sqlx::Error::RowNotFound), DbError::Query(_)));
+        assert!(matches!(DbError::from(sqlx::Error::Protocol("odd".into())), DbError::Query(_)));
+    }
+}

@@ -14,7 +14,8 @@
 //! - [`resolve`]: choosing the popup, with the reason every other campaign was skipped.
 //! - [`bucket`]: deterministic A/B variant assignment.
 //! - [`token`]: HMAC-signed impression tokens.
-//! - [`store`]: the Redis key layout and the command plans for a resolve and an event.
+//! - [`store`]: the Redis commands and replies; [`store::keys`], the key layout; [`store::resolve`] and
+//!   [`store::event`], the command plans of a resolve and an event.
 //! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.

@@ -40,7 +40,7 @@ pub struct AllowList {
     user_start: String,
 }
 
-/// The per-customer keys the allow-list tells apart (see the key table in `popup_core::store`).
+/// The per-customer keys the allow-list tells apart (see the key table in `popup_core::store::keys`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum UserKey<'a> {
     Hash { user: &'a str },

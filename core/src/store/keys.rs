@@ -126,6 +126,65 @@ impl KeySpace {
     }
 }
 
+/// What a key is in one deployment's layout: the inverse of [`KeySpace`]'s key functions, for code that is
+/// handed keys rather than building them (the origin's gateway decides by kind which commands may touch a
+/// key). A key is of a kind only if [`KeySpace`] writes it exactly that way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyKind<'a> {
+    /// `P:{catalog}`
+    Catalog,
+    /// `P:{catalog}:version`
+    CatalogVersion,
+    /// `P:{catalog}:ready`
+    Readiness,
+    /// `P:events`
+    Events,
+    /// `P:u:{uid}`
+    User { user: UserId },
+    /// `P:u:{uid}:d:<day>`
+    UserDay { user: UserId, day: i64 },
+    /// `P:u:{uid}:e:<token id>:<kind>`
+    EventMarker { user: UserId, token_id: &'a str, kind: EventKind },
+    /// Anything else: another deployment's key, or one this layout never writes.
+    Other,
+}
+
+impl KeySpace {
+    /// The kind of `key` in this key space.
+    pub fn classify<'a>(&self, key: &'a str) -> KeyKind<'a> {
+        let Some(rest) = key.strip_prefix(self.prefix.as_str()).and_then(|rest| rest.strip_prefix(':'))
+        else {
+            return KeyKind::Other;
+        };
+        match rest {
+            "{catalog}" => KeyKind::Catalog,
+            "{catalog}:version" => KeyKind::CatalogVersion,
+            "{catalog}:ready" => KeyKind::Readiness,
+            "events" => KeyKind::Events,
+            _ => rest.strip_prefix("u:{").and_then(classify_user_key).unwrap_or(KeyKind::Other),
+        }
+    }
+}
+
+/// A per-customer key after its `P:u:{`: the customer id, then nothing (the hash), a day, or an event marker.
+fn classify_user_key(rest: &str) -> Option<KeyKind<'_>> {
+    let (user, rest) = rest.split_once('}')?;
+    // The ids the adapters accept: no brace or odd byte can shift what follows.
+    let user = UserId::parse(user).ok()?;
+    if rest.is_empty() {
+        return Some(KeyKind::User { user });
+    }
+    if let Some(day) = rest.strip_prefix(":d:") {
+        // Canonical decimal only: the same day written two ways would be two hashes.
+        let day = day.parse::<i64>().ok().filter(|d| d.to_string() == day)?;
+        return Some(KeyKind::UserDay { user, day });
+    }
+    // The token id may hold `:`; the kind, last, never does.
+    let (token_id, kind) = rest.strip_prefix(":e:")?.rsplit_once(':')?;
+    let kind = EventKind::parse(kind)?;
+    (!token_id.is_empty()).then_some(KeyKind::EventMarker { user, token_id, kind })
+}
+
 /// Parses a deployment's day offset, `+07:00`, `-03:30` or `Z`: hours of one or two digits, minutes of
 /// two, at most 14 hours. Both adapters read their configuration with it, so they agree on what a day is.
 pub fn parse_day_offset(raw: &str) -> Option<i32> {
@@ -215,6 +274,71 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_key_the_layout_writes_is_classified_back() {
+        let keys = KeySpace::new("p", 7 * 3600).unwrap();
+        let user = UserId::parse("cust-1@bank:7").unwrap();
+        let cases = [
+            (keys.catalog(), KeyKind::Catalog),
+            (keys.catalog_version(), KeyKind::CatalogVersion),
+            (keys.readiness(), KeyKind::Readiness),
+            (keys.events(), KeyKind::Events),
+            (keys.user(&user), KeyKind::User { user: user.clone() }),
+            (keys.user_day(&user, 20_454), KeyKind::UserDay { user: user.clone(), day: 20_454 }),
+            (keys.user_day(&user, -3), KeyKind::UserDay { user: user.clone(), day: -3 }),
+        ];
+        for (key, kind) in cases {
+            assert_eq!(keys.classify(&key), kind, "{key}");
+        }
+        for kind in EventKind::ALL {
+            let key = keys.event_marker(&user, "tok:1", kind);
+            assert_eq!(
+                keys.classify(&key),
+                KeyKind::EventMarker { user: user.clone(), token_id: "tok:1", kind },
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_the_layout_never_writes_are_other() {
+        let keys = KeySpace::new("p", 0).unwrap();
+        for key in [
+            "",
+            "p",
+            "p:",
+            "other",
+            "q:{catalog}",
+            "pp:{catalog}",
+            "p{catalog}",
+            "p:{catalog}:versions",
+            "p:{catalog}x",
+            "p:segment:1:loaded",
+            "p:events:x",
+            "p:u:{u1}x",
+            "p:u:{}",
+            "p:u:{u 1}",
+            "p:u:{u1",
+            "p:u:u1",
+            "q:u:{u1}",
+            "p:u:{u1}:d:007",
+            "p:u:{u1}:d:+7",
+            "p:u:{u1}:d:",
+            "p:u:{u1}:d:99999999999999999999",
+            "p:u:{u1}:e:t:open",
+            "p:u:{u1}:e::click",
+            "p:u:{u1}:e:click",
+            "p:u:{u1}:x:1",
+        ] {
+            assert_eq!(keys.classify(key), KeyKind::Other, "{key:?}");
+        }
+        // Each key space reads its own layout: a prefix is matched whole, then its colon.
+        let nested = KeySpace::new("p:u", 0).unwrap();
+        assert_eq!(nested.classify("p:u:{catalog}"), KeyKind::Catalog);
+        assert_eq!(nested.classify("p:{catalog}"), KeyKind::Other);
+        assert_eq!(nested.classify("p:uevents"), KeyKind::Other);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Redis vocabulary of the core: the commands it plans and the replies it reads, and the plans
 //! themselves, one concept per file:
 //!
-//! - [`keys`]: where everything lives (the key layout table is there).
+//! - [`keys`]: where everything lives (the key layout table is there), and telling a key's kind back.
 //! - [`resolve`]: the pipeline of one resolve.
 //! - [`event`]: the event kinds, the event script and the pipeline of one event.
 //!
@@ -20,7 +20,7 @@ pub mod keys;
 pub mod resolve;
 
 pub use event::{Event, EventKind, EventOutcome, EventPlan, EVENT_SCRIPT};
-pub use keys::{add_member, parse_day_offset, segment_field, KeySpace, KeySpaceError};
+pub use keys::{add_member, parse_day_offset, segment_field, KeyKind, KeySpace, KeySpaceError};
 pub use resolve::{fetch_catalog, read_catalog, CatalogStatus, ResolveInputs, ResolvePlan};
 
 /// One Redis command: its name and arguments.

@@ -2,7 +2,7 @@
 //! themselves, one concept per file:
 //!
 //! - [`keys`]: where everything lives (the key layout table is there), and telling a key's kind back.
-//! - [`resolve`]: the pipeline of one resolve.
+//! - [`resolve`]: the pipeline of one resolve, and the step that fetches a stale catalog.
 //! - [`event`]: the event kinds, the event script and the pipeline of one event.
 //!
 //! This module decides what is stored where and which commands each operation sends; adapters only carry
@@ -21,7 +21,10 @@ pub mod resolve;
 
 pub use event::{Event, EventKind, EventOutcome, EventPlan, EVENT_SCRIPT};
 pub use keys::{add_member, parse_day_offset, segment_field, KeyKind, KeySpace, KeySpaceError};
-pub use resolve::{fetch_catalog, read_catalog, CatalogStatus, ResolveInputs, ResolvePlan};
+pub use resolve::{
+    fetch_catalog, read_catalog, CatalogFetch, CatalogStatus, FlowStep, Ready, ResolveFlow, ResolveInputs,
+    ResolvePlan,
+};
 
 /// One Redis command: its name and arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,25 @@
-//! The pipeline of one resolve: the customer's two hashes and the catalog (or only its version while the
-//! adapter holds the current one), in one round trip whatever the number of campaigns.
+//! The Redis side of one resolve: the pipeline of [`ResolvePlan`] (the customer's two hashes and the
+//! catalog, or only its version while the adapter holds the current one), one round trip whatever the
+//! number of campaigns; and [`ResolveFlow`], which carries a resolve from the adapter's cached catalog to
+//! the inputs of [`crate::resolve::resolve`], saying when the catalog must be fetched first.
+//!
+//! An adapter runs the flow the same way at the edge and at the origin:
+//!
+//! ```text
+//! let flow = ResolveFlow::new(keys, user, now, cached);
+//! let replies = send_pipeline(flow.commands());
+//! let ready = match flow.read(replies)? {
+//!     FlowStep::Resolve(ready) => ready,          // the warm path: one round trip
+//!     FlowStep::Fetch(fetch) => {                 // the catalog moved: one more
+//!         let reply = send(fetch.command());
+//!         fetch.read(reply)?
+//!     }
+//! };
+//! if ready.fetched { cache(ready.catalog.clone()) }
+//! ```
 
 use alloc::vec::Vec;
+use core::ops::Deref;
 
 use super::keys::KeySpace;
 use super::{exact, hash_pairs, Command, Reply, StoreError};
@@ -94,6 +112,89 @@ impl ResolvePlan {
     }
 }
 
+/// One resolve's exchange with Redis, as a state machine: [`ResolveFlow::commands`] is the pipeline to send
+/// first, and [`ResolveFlow::read`] says what comes next. `C` is how the adapter shares a catalog between
+/// requests (`Rc<Catalog>` in a worker's isolate, `Arc<Catalog>` at the origin).
+#[derive(Debug)]
+pub struct ResolveFlow<'k, C> {
+    keys: &'k KeySpace,
+    plan: ResolvePlan,
+    cached: Option<C>,
+}
+
+/// What a resolve does after a reply.
+#[derive(Debug)]
+pub enum FlowStep<C> {
+    /// Everything is known: resolve with it.
+    Resolve(Ready<C>),
+    /// The cached catalog is stale: send [`CatalogFetch::command`] and hand its reply to
+    /// [`CatalogFetch::read`].
+    Fetch(CatalogFetch),
+}
+
+/// The inputs of a resolve.
+#[derive(Debug)]
+pub struct Ready<C> {
+    pub catalog: C,
+    pub user: UserState,
+    /// The catalog was just read from Redis: the adapter keeps it for the next resolves. False for the
+    /// cached catalog, and for the empty one that stands in when Redis holds none (the next resolve asks
+    /// again).
+    pub fetched: bool,
+}
+
+/// The second step of a resolve whose cached catalog is stale: one `GET` of the catalog.
+#[derive(Debug)]
+pub struct CatalogFetch {
+    command: Command,
+    user: UserState,
+}
+
+impl<'k, C: Deref<Target = Catalog> + From<Catalog>> ResolveFlow<'k, C> {
+    /// `cached` is the catalog the adapter holds in memory, if any: while it is current, a resolve is one
+    /// round trip and reads only the catalog's version.
+    pub fn new(keys: &'k KeySpace, user: &UserId, now: Timestamp, cached: Option<C>) -> ResolveFlow<'k, C> {
+        let plan = ResolvePlan::new(keys, user, now, cached.as_ref().map(|catalog| catalog.version()));
+        ResolveFlow { keys, plan, cached }
+    }
+
+    /// The pipeline to send first.
+    pub fn commands(&self) -> &[Command] {
+        self.plan.commands()
+    }
+
+    /// Reads the replies to [`ResolveFlow::commands`].
+    pub fn read(self, replies: Vec<Reply>) -> Result<FlowStep<C>, StoreError> {
+        let ResolveInputs { catalog, user } = self.plan.read(replies)?;
+        let (catalog, fetched) = match (catalog, self.cached) {
+            (CatalogStatus::Current, Some(cached)) => (cached, false),
+            (CatalogStatus::Fetched(catalog), _) => (C::from(catalog), true),
+            (CatalogStatus::Absent, _) => (C::from(Catalog::empty()), false),
+            // Current without a cached catalog cannot come from a plan built here; fetching is right anyway.
+            (CatalogStatus::Stale { .. } | CatalogStatus::Current, _) => {
+                return Ok(FlowStep::Fetch(CatalogFetch { command: fetch_catalog(self.keys), user }));
+            }
+        };
+        Ok(FlowStep::Resolve(Ready { catalog, user, fetched }))
+    }
+}
+
+impl CatalogFetch {
+    pub fn command(&self) -> &Command {
+        &self.command
+    }
+
+    /// Reads the reply to [`CatalogFetch::command`]. A catalog deleted since the pipeline read its version
+    /// (Redis lost its data) is no catalog: nothing is shown.
+    pub fn read<C: From<Catalog>>(self, reply: Reply) -> Result<Ready<C>, StoreError> {
+        let (catalog, fetched) = match read_catalog(reply)? {
+            Some(catalog) => (catalog, true),
+            None => (Catalog::empty(), false),
+        };
+        Ok(Ready { catalog: C::from(catalog), user: self.user, fetched })
+    }
+}
+
 /// Unknown or malformed fields are ignored: a newer writer may add fields an older reader does not know.
 fn read_user_field(state: &mut UserState, field: &str, value: &str) {
     let Some((kind, id)) = field.split_once(':') else {
@@ -164,6 +265,7 @@ mod tests {
     use super::*;
     use crate::catalog::CatalogError;
     use crate::user::Counters;
+    use alloc::rc::Rc;
 
     fn resolve_plan(cached_version: Option<u64>) -> ResolvePlan {
         let keys = KeySpace::new("p", 0).unwrap();
@@ -288,5 +390,91 @@ mod tests {
         assert_eq!(known, [1, 4, 7]);
         assert_eq!(state.segments.len(), 1);
         assert!(state.is_member(SegmentId(4), Some(5)));
+    }
+
+    fn catalog(version: u64) -> Catalog {
+        Catalog::build(crate::catalog::CatalogParts { version, ..Default::default() }).unwrap()
+    }
+
+    fn flow(keys: &KeySpace, cached: Option<Rc<Catalog>>) -> ResolveFlow<'_, Rc<Catalog>> {
+        ResolveFlow::new(keys, &UserId::parse("u").unwrap(), Timestamp(0), cached)
+    }
+
+    /// The replies to a flow's pipeline: the customer has one lifetime impression of campaign 1.
+    fn replies(catalog: Reply) -> Vec<Reply> {
+        alloc::vec![hash(&[("n:1", "1")]), Reply::Nil, catalog]
+    }
+
+    fn ready(step: FlowStep<Rc<Catalog>>) -> Ready<Rc<Catalog>> {
+        match step {
+            FlowStep::Resolve(ready) => ready,
+            FlowStep::Fetch(fetch) => panic!("expected to resolve, asked to send {:?}", fetch.command()),
+        }
+    }
+
+    fn fetch(step: FlowStep<Rc<Catalog>>) -> CatalogFetch {
+        match step {
+            FlowStep::Fetch(fetch) => fetch,
+            FlowStep::Resolve(ready) => panic!("expected a fetch, got catalog {}", ready.catalog.version()),
+        }
+    }
+
+    #[test]
+    fn a_current_cached_catalog_resolves_after_one_round_trip() {
+        let keys = KeySpace::new("p", 0).unwrap();
+        let cached = Rc::new(catalog(7));
+        let flow = flow(&keys, Some(cached.clone()));
+        assert_eq!(flow.commands()[2].args(), ["GET", "p:{catalog}:version"]);
+        let ready = ready(flow.read(replies(bulk("7"))).unwrap());
+        assert!(Rc::ptr_eq(&ready.catalog, &cached), "the cached catalog itself, not a copy");
+        assert!(!ready.fetched);
+        assert_eq!(ready.user.counters(CampaignId(1)).lifetime, 1);
+    }
+
+    #[test]
+    fn a_stale_cached_catalog_is_fetched_in_a_second_step() {
+        let keys = KeySpace::new("p", 0).unwrap();
+        let newer = catalog(8);
+        let step = flow(&keys, Some(Rc::new(catalog(7)))).read(replies(bulk("8"))).unwrap();
+        let fetch = fetch(step);
+        assert_eq!(fetch.command().args(), ["GET", "p:{catalog}"]);
+        let ready: Ready<Rc<Catalog>> = fetch.read(bulk(&newer.encode())).unwrap();
+        assert_eq!(*ready.catalog, newer);
+        assert!(ready.fetched, "a fetched catalog is to be cached");
+        assert_eq!(ready.user.counters(CampaignId(1)).lifetime, 1, "the customer's state carries over");
+    }
+
+    #[test]
+    fn a_catalog_gone_by_the_second_step_shows_nothing_and_is_not_cached() {
+        let keys = KeySpace::new("p", 0).unwrap();
+        let fetch = fetch(flow(&keys, Some(Rc::new(catalog(7)))).read(replies(bulk("8"))).unwrap());
+        let ready: Ready<Rc<Catalog>> = fetch.read(Reply::Nil).unwrap();
+        assert_eq!(*ready.catalog, Catalog::empty());
+        assert!(!ready.fetched);
+        let fetch = self::fetch(flow(&keys, Some(Rc::new(catalog(7)))).read(replies(bulk("8"))).unwrap());
+        assert_eq!(
+            fetch.read::<Rc<Catalog>>(error("LOADING")).map(|_| ()),
+            Err(StoreError::Redis { command: "GET catalog", message: "LOADING".into() })
+        );
+    }
+
+    #[test]
+    fn without_a_cached_catalog_the_pipeline_reads_the_catalog_itself() {
+        let keys = KeySpace::new("p", 0).unwrap();
+        let flow = flow(&keys, None);
+        assert_eq!(flow.commands()[2].args(), ["GET", "p:{catalog}"]);
+        let ready = ready(flow.read(replies(bulk(&catalog(3).encode()))).unwrap());
+        assert_eq!(ready.catalog.version(), 3);
+        assert!(ready.fetched);
+    }
+
+    #[test]
+    fn no_catalog_in_redis_resolves_with_an_empty_one_and_keeps_the_cache() {
+        let keys = KeySpace::new("p", 0).unwrap();
+        for cached in [None, Some(Rc::new(catalog(7)))] {
+            let ready = ready(flow(&keys, cached).read(replies(Reply::Nil)).unwrap());
+            assert_eq!(*ready.catalog, Catalog::empty());
+            assert!(!ready.fetched, "nothing to cache: the next resolve asks again");
+        }
     }
 }

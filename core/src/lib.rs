@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`ids`]: identifiers and timestamps.
+//! - [`defaults`]: the defaults of the settings the edge and the origin must agree on.
 //! - [`campaign`]: the campaign model and its validation.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
 //! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
@@ -30,6 +31,7 @@ pub mod bucket;
 pub mod campaign;
 pub mod catalog;
 pub mod context;
+pub mod defaults;
 pub mod ids;
 pub mod projection;
 pub mod resolve;

@@ -8,6 +8,7 @@
 //! - [`ids`]: identifiers and timestamps.
 //! - [`defaults`]: the defaults of the settings the edge and the origin must agree on.
 //! - [`campaign`]: the campaign model and its validation.
+//! - [`lifecycle`]: a campaign's statuses, stored and shown, and which action may run from which.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
 //! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
 //! - [`context`]: what a popup request says about the device (placement, platform, version, country, locale).
@@ -33,6 +34,7 @@ pub mod catalog;
 pub mod context;
 pub mod defaults;
 pub mod ids;
+pub mod lifecycle;
 pub mod projection;
 pub mod resolve;
 pub mod store;

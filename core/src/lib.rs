@@ -21,6 +21,7 @@
 //! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.
+//! - [`delivery`]: the statuses of outbound messages and message campaigns, and the steps between them.
 //! - [`wire`]: the JSON bodies of the public API.
 #![no_std]
 
@@ -33,6 +34,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod context;
 pub mod defaults;
+pub mod delivery;
 pub mod ids;
 pub mod lifecycle;
 pub mod projection;

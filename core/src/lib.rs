@@ -17,7 +17,8 @@
 //! - [`bucket`]: deterministic A/B variant assignment.
 //! - [`token`]: HMAC-signed impression tokens.
 //! - [`store`]: the Redis commands and replies; [`store::keys`], the key layout; [`store::resolve`] and
-//!   [`store::event`], the command plans of a resolve and an event.
+//!   [`store::event`], the command plans of a resolve (with [`store::ResolveFlow`], which says when to
+//!   fetch a stale catalog) and an event.
 //! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.

@@ -6,7 +6,6 @@
 //!
 //! Layout:
 //! - [`ids`]: identifiers and timestamps.
-//! - [`defaults`]: the defaults of the settings the edge and the origin must agree on.
 //! - [`campaign`]: the campaign model and its validation.
 //! - [`lifecycle`]: a campaign's statuses, stored and shown, and which action may run from which.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
@@ -23,6 +22,7 @@
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.
 //! - [`delivery`]: the statuses of outbound messages and message campaigns, and the steps between them.
+//! - [`defaults`]: the defaults of the settings the edge and the origin must agree on.
 //! - [`wire`]: the JSON bodies of the public API.
 #![no_std]
 

@@ -54,8 +54,8 @@ pub struct CatalogParts {
 }
 
 /// The parts of the projection a catalog cannot rely on yet, because Redis lost them and they are being
-/// written back (see [`crate::heal`]). A customer's memberships or counters read from Redis for these are
-/// incomplete, so nothing that depends on them can be decided.
+/// written back (see [`crate::projection`]). A customer's memberships or counters read from Redis for these
+/// are incomplete, so nothing that depends on them can be decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restoring {
     /// Segments with members whose current version is not all in Redis yet. They are absent from

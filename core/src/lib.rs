@@ -8,6 +8,7 @@
 //! - [`ids`]: identifiers and timestamps.
 //! - [`access`]: the roles of API keys and people, and what each may do.
 //! - [`campaign`]: the campaign model and its validation.
+//! - [`lifecycle`]: a campaign's statuses, stored and shown, and which action may run from which.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
 //! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
 //! - [`context`]: what a popup request says about the device (placement, platform, version, country, locale).
@@ -16,10 +17,14 @@
 //! - [`bucket`]: deterministic A/B variant assignment.
 //! - [`backoff`]: exponential backoff with jitter between attempts.
 //! - [`token`]: HMAC-signed impression tokens.
-//! - [`store`]: the Redis key layout and the command plans for a resolve and an event.
+//! - [`store`]: the Redis commands and replies; [`store::keys`], the key layout; [`store::resolve`] and
+//!   [`store::event`], the command plans of a resolve (with [`store::ResolveFlow`], which says when to
+//!   fetch a stale catalog) and an event.
 //! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
 //! - [`template`]: `{placeholder}` templates for outbound messages.
+//! - [`delivery`]: the statuses of outbound messages and message campaigns, and the steps between them.
+//! - [`defaults`]: the defaults of the settings the edge and the origin must agree on.
 //! - [`wire`]: the JSON bodies of the public API.
 #![no_std]
 
@@ -33,7 +38,10 @@ pub mod bucket;
 pub mod campaign;
 pub mod catalog;
 pub mod context;
+pub mod defaults;
+pub mod delivery;
 pub mod ids;
+pub mod lifecycle;
 pub mod projection;
 pub mod resolve;
 pub mod store;

@@ -11,18 +11,18 @@
 //! | `KEY_PREFIX` | var | `popup` | prefix of every Redis key; the origin's `POPUP_KEY_PREFIX` |
 //! | `DAY_OFFSET` | var | `+00:00` | UTC offset at which days start for daily caps; the origin's `POPUP_DAY_OFFSET` |
 //!
-//! Everything that must agree with the origin has the origin's default. The parsing is plain Rust over a
-//! lookup function, so it is tested natively; [`Config::from_env`] reads the worker's bindings.
+//! Everything that must agree with the origin has the origin's default: both take it from
+//! `popup_core::defaults`. The parsing is plain Rust over a lookup function, so it is tested natively;
+//! [`Config::from_env`] reads the worker's bindings.
 
 use std::fmt;
 use std::time::Duration;
 
+use popup_core::defaults;
 use popup_core::store::KeySpace;
 use popup_core::token::Secrets;
 
-const DEFAULT_TIMEOUT_MS: u64 = 300;
 const MAX_TIMEOUT_MS: u64 = 30_000;
-const DEFAULT_TOKEN_TTL_SECONDS: i64 = 86_400;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -76,7 +76,7 @@ impl Config {
             return Err(invalid("REDIS_REST_URL", "must be an http:// or https:// URL"));
         }
         let timeout_ms = match get("REDIS_TIMEOUT_MS") {
-            None => DEFAULT_TIMEOUT_MS,
+            None => defaults::REDIS_TIMEOUT_MS,
             Some(raw) => raw
                 .parse::<u64>()
                 .ok()
@@ -89,12 +89,10 @@ impl Config {
             timeout: Duration::from_millis(timeout_ms),
         };
 
-        let prefix = get("KEY_PREFIX").unwrap_or_else(|| "popup".into());
-        let offset = match get("DAY_OFFSET") {
-            None => 0,
-            Some(raw) => popup_core::store::parse_day_offset(&raw)
-                .ok_or_else(|| invalid("DAY_OFFSET", format!("{raw:?} is not an offset like +07:00")))?,
-        };
+        let prefix = get("KEY_PREFIX").unwrap_or_else(|| defaults::KEY_PREFIX.into());
+        let offset = get("DAY_OFFSET").unwrap_or_else(|| defaults::DAY_OFFSET.into());
+        let offset = popup_core::store::parse_day_offset(&offset)
+            .ok_or_else(|| invalid("DAY_OFFSET", format!("{offset:?} is not an offset like +07:00")))?;
         let keys = KeySpace::new(&prefix, offset).map_err(|error| {
             let name = match error {
                 popup_core::store::KeySpaceError::InvalidPrefix => "KEY_PREFIX",
@@ -104,7 +102,7 @@ impl Config {
         })?;
 
         let ttl_seconds = match get("TOKEN_TTL_SECONDS") {
-            None => DEFAULT_TOKEN_TTL_SECONDS,
+            None => defaults::TOKEN_TTL_SECONDS,
             Some(raw) => raw
                 .parse::<i64>()
                 .ok()

@@ -11,7 +11,7 @@
 use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
-use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, ResolvePlan};
+use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, ResolveFlow};
 use popup_core::stream::holdout_appends;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
@@ -34,11 +34,20 @@ pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, Ed
     let config = Config::from_env(&env)?;
     let redis = RedisClient::new(&config.redis);
     let now = now();
-    let cached = cache::cached();
-    let plan = ResolvePlan::new(&config.keys, &user, now, cached.as_ref().map(|c| c.version()));
-    let inputs = plan.read(redis.pipeline(plan.commands()).await?)?;
-    let catalog = cache::current(&redis, &config.keys, inputs.catalog, cached).await?;
-    let decision = resolve(&catalog, &Subject { user: &user, state: &inputs.user, context: &context, now });
+    let flow = ResolveFlow::new(&config.keys, &user, now, cache::cached());
+    let replies = redis.pipeline(flow.commands()).await?;
+    let inputs = match flow.read(replies)? {
+        FlowStep::Resolve(ready) => ready,
+        FlowStep::Fetch(fetch) => {
+            let reply = redis.command(fetch.command()).await?;
+            fetch.read(reply)?
+        }
+    };
+    if inputs.fetched {
+        cache::remember(inputs.catalog.clone());
+    }
+    let decision =
+        resolve(&inputs.catalog, &Subject { user: &user, state: &inputs.user, context: &context, now });
     let holdouts = holdout_appends(&config.keys, &user, &decision.holdouts, now);
     let response = match decision.chosen {
         None => Response::empty()?.with_status(204),

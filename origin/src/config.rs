@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use popup_core::defaults;
 
 #[derive(Clone, Args)]
 pub struct Config {
@@ -19,11 +20,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Prefix of every Redis key; the edge must use the same one.
-    #[arg(long, env = "POPUP_KEY_PREFIX", default_value = "popup")]
+    #[arg(long, env = "POPUP_KEY_PREFIX", default_value = defaults::KEY_PREFIX)]
     pub key_prefix: String,
 
     /// UTC offset at which days (for daily caps) start, e.g. `+07:00`. The edge must use the same one.
-    #[arg(long = "day-offset", env = "POPUP_DAY_OFFSET", default_value = "+00:00", value_parser = parse_offset)]
+    #[arg(long = "day-offset", env = "POPUP_DAY_OFFSET", default_value = defaults::DAY_OFFSET, value_parser = parse_offset)]
     pub day_offset_seconds: i32,
 
     /// Seconds between two rebuilds of the Redis projection from Postgres.
@@ -39,7 +40,7 @@ pub struct Config {
     pub token_previous_secrets: String,
 
     /// How long an impression token is accepted, in seconds.
-    #[arg(long, env = "POPUP_TOKEN_TTL_SECONDS", default_value_t = 86_400)]
+    #[arg(long, env = "POPUP_TOKEN_TTL_SECONDS", default_value_t = defaults::TOKEN_TTL_SECONDS)]
     pub token_ttl_seconds: i64,
 
     /// An admin API key created at start if no admin key exists yet, so a new deployment can be reached.
@@ -51,7 +52,7 @@ pub struct Config {
     pub max_segment_bytes: u64,
 
     /// How long a popup or event request waits for Redis before answering 503.
-    #[arg(long, env = "POPUP_REDIS_TIMEOUT_MS", default_value_t = 300)]
+    #[arg(long, env = "POPUP_REDIS_TIMEOUT_MS", default_value_t = defaults::REDIS_TIMEOUT_MS)]
     pub redis_timeout_ms: u64,
 
     /// Ingest workers moving events from Redis into Postgres in this process (0: none, another process
@@ -102,7 +103,25 @@ fn parse_offset(raw: &str) -> Result<i32, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_offset;
+    use super::{parse_offset, Config};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    /// The same values as the edge's defaults (`edge/src/config.rs`), which come from the same constants.
+    #[test]
+    fn defaults_match_the_edge() {
+        let required = ["popup-origin", "--database-url", "postgres://db", "--token-secret", "secret"];
+        let config = Cli::try_parse_from(required).unwrap().config;
+        assert_eq!(config.key_prefix, "popup");
+        assert_eq!(config.day_offset_seconds, 0);
+        assert_eq!(config.token_ttl_seconds, 86_400);
+        assert_eq!(config.redis_timeout(), std::time::Duration::from_millis(300));
+    }
 
     #[test]
     fn offsets_parse() {

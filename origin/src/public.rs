@@ -1,18 +1,13 @@
 //! The popup API, natively: the same contract and the same decisions as the edge, because both call the
 //! core with the same inputs. One Redis round trip per resolve while the cached catalog is current.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use popup_core::catalog::Catalog;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{control_variant, resolve, Subject};
-use popup_core::store::{
-    fetch_catalog, read_catalog, CatalogStatus, Event, EventKind, EventOutcome, EventPlan, Reply, ResolvePlan,
-};
+use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, Reply, ResolveFlow};
 use popup_core::stream::{holdout_appends, Record};
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::{Deserialize, Serialize};
@@ -32,30 +27,6 @@ fn random_nonce() -> Result<u64, ApiError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-/// The catalog to resolve with, given what the resolve pipeline said about it.
-async fn current_catalog(
-    state: &AppState,
-    status: CatalogStatus,
-    cached: Option<Arc<Catalog>>,
-) -> Result<Arc<Catalog>, ApiError> {
-    let catalog = match (status, cached) {
-        (CatalogStatus::Current, Some(cached)) => return Ok(cached),
-        (CatalogStatus::Fetched(catalog), _) => Arc::new(catalog),
-        (CatalogStatus::Absent, _) => return Ok(Arc::new(Catalog::empty())),
-        (CatalogStatus::Stale { .. } | CatalogStatus::Current, _) => {
-            let replies = state.redis.run(&[fetch_catalog(&state.keys)]).await?;
-            let reply =
-                replies.into_iter().next().ok_or_else(|| anyhow::anyhow!("no reply to GET catalog"))?;
-            match read_catalog(reply).map_err(anyhow::Error::from)? {
-                Some(catalog) => Arc::new(catalog),
-                None => return Ok(Arc::new(Catalog::empty())),
-            }
-        }
-    };
-    state.cache_catalog(catalog.clone());
-    Ok(catalog)
-}
-
 /// `GET /v1/campaigns/popup`: 200 with the popup, or 204.
 pub async fn popup(
     State(state): State<AppState>,
@@ -66,13 +37,22 @@ pub async fn popup(
         .map_err(|error| ApiError::BadFields(vec![error]))?;
     let user = query.user.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
-    let cached = state.cached_catalog();
-    let plan = ResolvePlan::new(&state.keys, &user, now, cached.as_ref().map(|c| c.version()));
-    let replies = state.redis.run(plan.commands()).await.inspect_err(|_| outcome("unavailable"))?;
-    let inputs = plan.read(replies).map_err(anyhow::Error::from)?;
-    let catalog = current_catalog(&state, inputs.catalog, cached).await?;
+    let flow = ResolveFlow::new(&state.keys, &user, now, state.cached_catalog());
+    let replies = state.redis.run(flow.commands()).await.inspect_err(|_| outcome("unavailable"))?;
+    let inputs = match flow.read(replies).map_err(anyhow::Error::from)? {
+        FlowStep::Resolve(ready) => ready,
+        FlowStep::Fetch(fetch) => {
+            let replies = state.redis.run(std::slice::from_ref(fetch.command())).await?;
+            let reply =
+                replies.into_iter().next().ok_or_else(|| anyhow::anyhow!("no reply to GET catalog"))?;
+            fetch.read(reply).map_err(anyhow::Error::from)?
+        }
+    };
+    if inputs.fetched {
+        state.cache_catalog(inputs.catalog.clone());
+    }
     let decision =
-        resolve(&catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
+        resolve(&inputs.catalog, &Subject { user: &user, state: &inputs.user, context: &query.context, now });
     record_holdouts(&state, holdout_appends(&state.keys, &user, &decision.holdouts, now));
     let Some(selection) = decision.chosen else {
         outcome("none");

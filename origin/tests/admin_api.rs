@@ -187,18 +187,69 @@ async fn every_write_leaves_an_audit_row_with_who_before_and_after(db: PgPool) {
     let id = created["id"].as_i64().unwrap();
     app.admin(Method::PUT, &format!("/admin/v1/campaigns/{id}"), spec("Audited 2")).await;
     app.admin(Method::POST, &format!("/admin/v1/campaigns/{id}/activate"), Value::Null).await;
+    // An active campaign is paused before it can be deleted; the refused delete writes nothing.
+    let (status, _) = app.admin(Method::DELETE, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    app.admin(Method::POST, &format!("/admin/v1/campaigns/{id}/pause"), Value::Null).await;
     app.admin(Method::DELETE, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
     let (status, audit) =
         app.admin(Method::GET, &format!("/admin/v1/audit?entity=campaign&entity_id={id}"), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     let items = audit["items"].as_array().unwrap();
     let actions: Vec<&str> = items.iter().map(|i| i["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["delete", "activate", "update", "create"]);
+    assert_eq!(actions, ["delete", "pause", "activate", "update", "create"]);
     assert!(items.iter().all(|i| i["actor_name"] == "bootstrap"));
-    let update = &items[2];
+    let update = &items[3];
     assert_eq!(update["before"]["spec"]["name"], "Audited");
     assert_eq!(update["after"]["spec"]["name"], "Audited 2");
-    assert_eq!(items[1]["after"]["status"], "active");
+    assert_eq!(items[2]["after"]["status"], "active");
+    assert_eq!(items[1]["after"]["status"], "paused");
+    assert_eq!(items[0]["before"]["status"], "paused");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_live_campaign_cannot_be_deleted_until_it_is_paused_or_ended(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let delete = |id: i64| {
+        let app = &app;
+        async move { app.admin(Method::DELETE, &format!("/admin/v1/campaigns/{id}"), Value::Null).await }
+    };
+    let act = |id: i64, action: &'static str| {
+        let app = &app;
+        async move { app.admin(Method::POST, &format!("/admin/v1/campaigns/{id}/{action}"), Value::Null).await }
+    };
+
+    let live = app.live_campaign(spec("Live")).await;
+    let (status, body) = delete(live).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["error"]["message"], "cannot delete a campaign that is active; pause or end it first");
+    let (status, read) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{live}"), Value::Null).await;
+    assert_eq!((status, read["status"].as_str()), (StatusCode::OK, Some("active")), "still there");
+    assert_eq!(app.popup_for("c-1").await.map(|(id, _)| id), Some(live), "and still served");
+    assert_eq!(act(live, "pause").await.0, StatusCode::OK);
+    assert_eq!(delete(live).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(app.popup_for("c-1").await, None);
+
+    // Scheduled is live too: it starts by itself.
+    let mut later = spec("Later");
+    later["schedule"]["start"] = json!("2099-01-01T00:00:00Z");
+    let later = app.live_campaign(later).await;
+    let (status, body) = delete(later).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["message"], "cannot delete a campaign that is scheduled; pause or end it first");
+
+    // Ended, or past its end, it is served to nobody and can go.
+    assert_eq!(act(later, "end").await.0, StatusCode::OK);
+    assert_eq!(delete(later).await.0, StatusCode::NO_CONTENT);
+    let mut over = spec("Over");
+    over["schedule"]["end"] = json!("2026-01-02T00:00:00Z");
+    let over = app.live_campaign(over).await;
+    let (_, read) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{over}"), Value::Null).await;
+    assert_eq!(read["status"], "ended");
+    assert_eq!(delete(over).await.0, StatusCode::NO_CONTENT);
+    let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
+    assert_eq!(list["total"], 0, "every campaign was deleted in the end");
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -1,5 +1,6 @@
 //! `/admin/v1/campaigns`: create, read, list, update, delete (soft), and the lifecycle
-//! `draft -> active (shown as scheduled before its start) -> paused -> ended`.
+//! `draft -> active (shown as scheduled before its start) -> paused -> ended`, whose rules are the core's
+//! (`popup_core::lifecycle`): this module asks it before every write.
 
 use std::collections::HashMap;
 
@@ -7,6 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use popup_core::ids::Timestamp;
+use popup_core::lifecycle::{self, Action, Dates, Shown, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -22,8 +25,7 @@ use crate::state::AppState;
 #[derive(Debug, Serialize)]
 pub struct CampaignView {
     pub id: i64,
-    /// `draft`, `scheduled` (active, not started yet), `active`, `paused` or `ended`.
-    pub status: String,
+    pub status: Shown,
     #[serde(flatten)]
     pub spec: CampaignSpec,
     pub created_at: DateTime<Utc>,
@@ -33,7 +35,8 @@ pub struct CampaignView {
 #[derive(Debug, sqlx::FromRow)]
 pub struct CampaignRow {
     pub id: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub spec: sqlx::types::Json<CampaignSpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -41,14 +44,26 @@ pub struct CampaignRow {
 
 impl CampaignRow {
     fn view(self, now: DateTime<Utc>) -> CampaignView {
+        let status = self.status.shown(self.dates(), timestamp(now));
         let spec = self.spec.0;
-        let status = match self.status.as_str() {
-            "active" if spec.schedule.start > now => "scheduled".to_string(),
-            "active" if spec.schedule.end.is_some_and(|end| end <= now) => "ended".to_string(),
-            other => other.to_string(),
-        };
         CampaignView { id: self.id, status, spec, created_at: self.created_at, updated_at: self.updated_at }
     }
+
+    fn dates(&self) -> Dates {
+        let schedule = &self.spec.0.schedule;
+        Dates { start: timestamp(schedule.start), end: schedule.end.map(timestamp) }
+    }
+
+    /// What the lifecycle says of `action` on this campaign now: the status after it, or a 409.
+    fn check(&self, action: Action) -> Result<Status, ApiError> {
+        lifecycle::apply(self.status, action, self.dates(), timestamp(Utc::now()))
+            .map_err(|refused| ApiError::Conflict(refused.to_string()))
+    }
+}
+
+/// Whole seconds, as the core (and so the resolver) reads every time.
+fn timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp(time.timestamp())
 }
 
 const SELECT: &str = "SELECT id, status, spec, created_at, updated_at FROM campaigns";
@@ -132,10 +147,8 @@ pub async fn list(
     actor.require(Role::Viewer)?;
     let Query(filter) = query?;
     let page: Page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    if let Some(status) = &filter.status {
-        if !["draft", "active", "paused", "ended"].contains(&status.as_str()) {
-            return Err(ApiError::bad_field("status", "must be draft, active, paused or ended"));
-        }
+    if filter.status.as_deref().is_some_and(|status| Status::parse(status).is_none()) {
+        return Err(ApiError::bad_field("status", "must be draft, active, paused or ended"));
     }
     let pattern = filter
         .q
@@ -171,9 +184,7 @@ pub async fn update(
     let JsonBody(spec) = body?;
     let mut tx = state.db.begin().await?;
     let before = load(&mut tx, id).await?;
-    if before.status == "ended" {
-        return Err(ApiError::Conflict("an ended campaign cannot be changed".into()));
-    }
+    before.check(Action::Update)?;
     spec.to_core(id, &segment_ids(&mut tx).await?)?;
     let row: CampaignRow = sqlx::query_as(
         "UPDATE campaigns SET name = $2, priority = $3, starts_at = $4, ends_at = $5, spec = $6, updated_at = now()
@@ -211,6 +222,7 @@ pub async fn delete(
     let Path(id) = id?;
     let mut tx = state.db.begin().await?;
     let before = load(&mut tx, id).await?;
+    before.check(Action::Delete)?;
     sqlx::query("UPDATE campaigns SET deleted_at = now(), updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -222,50 +234,17 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A lifecycle action: which stored statuses it starts from, and where it leads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Transition {
-    Activate,
-    Pause,
-    End,
-}
-
-impl Transition {
-    fn statuses(self) -> (&'static [&'static str], &'static str) {
-        match self {
-            Transition::Activate => (&["draft", "paused"], "active"),
-            Transition::Pause => (&["active"], "paused"),
-            Transition::End => (&["active", "paused"], "ended"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Transition::Activate => "activate",
-            Transition::Pause => "pause",
-            Transition::End => "end",
-        }
-    }
-}
-
 async fn transition_to(
     state: &AppState,
     actor: &Actor,
     id: i64,
-    transition: Transition,
+    action: Action,
 ) -> Result<Json<CampaignView>, ApiError> {
     actor.require(Role::Editor)?;
-    let (from, to) = transition.statuses();
     let mut tx = state.db.begin().await?;
     let before = load(&mut tx, id).await?;
-    if !from.contains(&before.status.as_str()) {
-        return Err(ApiError::Conflict(format!(
-            "cannot {} a campaign that is {}",
-            transition.name(),
-            before.status
-        )));
-    }
-    if transition == Transition::Activate {
+    let to = before.check(action)?;
+    if action == Action::Activate {
         // Re-validate: a segment it names may have been deleted since it was saved.
         before.spec.0.to_core(id, &segment_ids(&mut tx).await?)?;
     }
@@ -274,13 +253,13 @@ async fn transition_to(
          RETURNING id, status, spec, created_at, updated_at",
     )
     .bind(id)
-    .bind(to)
+    .bind(to.as_str())
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
         actor,
-        transition.name(),
+        action.as_str(),
         "campaign",
         &id.to_string(),
         Some(snapshot(&before)),
@@ -304,12 +283,7 @@ pub async fn lifecycle(
     actor: Actor,
     Path(path): Path<LifecyclePath>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let transition = match path.action.as_str() {
-        "activate" => Transition::Activate,
-        "pause" => Transition::Pause,
-        "end" => Transition::End,
-        _ => return Err(ApiError::NotFound("action")),
-    };
+    let action = Action::parse_transition(&path.action).ok_or(ApiError::NotFound("action"))?;
     let id = path.id.parse().map_err(|_| ApiError::BadRequest("the campaign id must be a number".into()))?;
-    transition_to(&state, &actor, id, transition).await
+    transition_to(&state, &actor, id, action).await
 }

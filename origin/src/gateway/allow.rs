@@ -18,8 +18,7 @@
 //! Command names are matched case-insensitively (the official clients send them in lower case). `EVALSHA`
 //! is not allowed: the edge sends the script with `EVAL`, and one way in is easier to audit than two.
 
-use popup_core::ids::UserId;
-use popup_core::store::{Command, EventKind, KeySpace, EVENT_SCRIPT};
+use popup_core::store::{Command, EventKind, KeyKind, KeySpace, EVENT_SCRIPT};
 
 /// Why a command was refused. The message names the command, never its arguments, which may hold
 /// customer ids.
@@ -30,32 +29,17 @@ pub struct Refusal {
     pub reason: &'static str,
 }
 
-/// The allow-list of one deployment's key space.
+/// The allow-list of one deployment's key space. Keys are told apart by the core
+/// ([`KeySpace::classify`], the inverse of the layout in `popup_core::store::keys`); this list only decides
+/// which kinds each command may touch.
 #[derive(Clone, Debug)]
 pub struct AllowList {
-    catalog: String,
-    catalog_version: String,
-    events: String,
-    /// `P:u:{`: every per-customer key starts with it.
-    user_start: String,
-}
-
-/// The per-customer keys the allow-list tells apart (see the key table in `popup_core::store`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UserKey<'a> {
-    Hash { user: &'a str },
-    Day { user: &'a str },
-    Marker { user: &'a str },
+    keys: KeySpace,
 }
 
 impl AllowList {
     pub fn new(keys: &KeySpace) -> AllowList {
-        AllowList {
-            catalog: keys.catalog(),
-            catalog_version: keys.catalog_version(),
-            events: keys.events(),
-            user_start: format!("{}:u:{{", keys.prefix()),
-        }
+        AllowList { keys: keys.clone() }
     }
 
     pub fn check(&self, command: &Command) -> Result<(), Refusal> {
@@ -65,13 +49,15 @@ impl AllowList {
             "PING" if args.len() <= 1 => Ok(()),
             "PING" => Err("too many arguments"),
             "GET" => match args {
-                [key] if *key == self.catalog || *key == self.catalog_version => Ok(()),
-                [_] => Err("key outside the catalog keys"),
+                [key] => match self.keys.classify(key) {
+                    KeyKind::Catalog | KeyKind::CatalogVersion => Ok(()),
+                    _ => Err("key outside the catalog keys"),
+                },
                 _ => Err("GET takes one key"),
             },
             "HGETALL" => match args {
-                [key] => match self.user_key(key) {
-                    Some(UserKey::Hash { .. } | UserKey::Day { .. }) => Ok(()),
+                [key] => match self.keys.classify(key) {
+                    KeyKind::User { .. } | KeyKind::UserDay { .. } => Ok(()),
                     _ => Err("key is not a user hash"),
                 },
                 _ => Err("HGETALL takes one key"),
@@ -94,42 +80,26 @@ impl AllowList {
             return Err("the event script takes three keys");
         }
         // One customer's keys, in the order the script uses them: anything else would let the script
-        // count impressions or set markers in keys it was not written for.
-        match (self.user_key(user), self.user_key(day), self.user_key(marker)) {
+        // count impressions or set markers in keys it was not written for. Only the events the app posts
+        // come through here; conversions and holdouts are recorded by the origin itself.
+        match (self.keys.classify(user), self.keys.classify(day), self.keys.classify(marker)) {
             (
-                Some(UserKey::Hash { user: a }),
-                Some(UserKey::Day { user: b }),
-                Some(UserKey::Marker { user: c }),
-            ) if a == b && b == c => Ok(()),
+                KeyKind::User { user: a },
+                KeyKind::UserDay { user: b, .. },
+                KeyKind::EventMarker { user: c, kind, .. },
+            ) if a == b && b == c && EventKind::FROM_APP.contains(&kind) => Ok(()),
             _ => Err("the event script's keys must be one customer's hash, day hash and event marker"),
         }
     }
 
     fn check_append(&self, args: &[String]) -> Result<(), &'static str> {
         match args {
-            [stream, ..] if *stream != self.events => Err("only the events stream takes appends"),
+            [stream, ..] if self.keys.classify(stream) != KeyKind::Events => {
+                Err("only the events stream takes appends")
+            }
             [_, id, fields @ ..] if id == "*" && !fields.is_empty() && fields.len() % 2 == 0 => Ok(()),
             _ => Err("XADD takes the id * and field/value pairs, without options"),
         }
-    }
-
-    /// Reads `P:u:{uid}`, `P:u:{uid}:d:<day>` and `P:u:{uid}:e:<token id>:<kind>` exactly as
-    /// [`KeySpace`] writes them; anything else under `P:u:` is not a key the edge uses.
-    fn user_key<'a>(&self, key: &'a str) -> Option<UserKey<'a>> {
-        let rest = key.strip_prefix(self.user_start.as_str())?;
-        let (user, rest) = rest.split_once('}')?;
-        // Same rule as the ids the edge accepts, so no brace or odd byte can shift what follows.
-        UserId::parse(user).ok()?;
-        if rest.is_empty() {
-            return Some(UserKey::Hash { user });
-        }
-        if let Some(day) = rest.strip_prefix(":d:") {
-            // Canonical decimal only: the same day written two ways would be two hashes.
-            let canonical = day.parse::<i64>().is_ok_and(|d| d.to_string() == day);
-            return canonical.then_some(UserKey::Day { user });
-        }
-        let (token, kind) = rest.strip_prefix(":e:")?.rsplit_once(':')?;
-        (!token.is_empty() && EventKind::parse_from_app(kind).is_some()).then_some(UserKey::Marker { user })
     }
 }
 
@@ -180,6 +150,9 @@ mod tests {
             (&["GET", "p:{catalog}", "p:{catalog}:version"], "GET"),
             (&["GET"], "GET"),
             (&["HGETALL", "p:{catalog}"], "HGETALL"),
+            (&["HGETALL", "p:{catalog}:ready"], "HGETALL"),
+            (&["GET", "p:{catalog}:ready"], "GET"),
+            (&["XADD", "p:{catalog}", "*", "a", "b"], "XADD"),
             (&["HGETALL", "p:u:{u1}:e:t:impression"], "HGETALL"),
             (&["HGETALL", "p:u:{u1}:d:007"], "HGETALL"),
             (&["HGETALL", "p:u:{u1}:d:"], "HGETALL"),
@@ -199,6 +172,9 @@ mod tests {
             (&["EVAL", s, "3", "p:u:{u}", "p:u:{u}:d:1", "p:{catalog}"], "EVAL"),
             (&["EVAL", s, "3", "p:u:{u}", "p:u:{u}:d:1", "p:u:{u}:e:t:open"], "EVAL"),
             (&["EVAL", s, "3", "p:u:{u}", "p:u:{u}:d:1", "p:u:{u}:e::click"], "EVAL"),
+            // Conversions and holdouts are recorded by the origin, never through the gateway.
+            (&["EVAL", s, "3", "p:u:{u}", "p:u:{u}:d:1", "p:u:{u}:e:t:conversion"], "EVAL"),
+            (&["EVAL", s, "3", "p:u:{u}", "p:u:{u}:d:1", "p:u:{u}:e:t:holdout"], "EVAL"),
             (&["XADD", "other", "*", "a", "b"], "XADD"),
             (&["XADD", "p:events", "MAXLEN", "0", "*", "a", "b"], "XADD"),
             (&["XADD", "p:events", "NOMKSTREAM", "*", "a", "b"], "XADD"),
@@ -218,7 +194,7 @@ mod tests {
 
     #[test]
     fn the_core_plans_pass_as_the_edge_sends_them() {
-        use popup_core::ids::Timestamp;
+        use popup_core::ids::{Timestamp, UserId};
         use popup_core::store::ResolvePlan;
         let keys = KeySpace::new("popup", 7 * 3600).unwrap();
         let list = AllowList::new(&keys);

@@ -61,7 +61,7 @@ pub struct GatewayConfig {
     pub token: String,
 
     /// Prefix of the deployment's Redis keys; only keys under it are reachable.
-    #[arg(long, env = "POPUP_KEY_PREFIX", default_value = "popup")]
+    #[arg(long, env = "POPUP_KEY_PREFIX", default_value = popup_core::defaults::KEY_PREFIX)]
     pub key_prefix: String,
 
     /// The largest request body accepted, in bytes (413 above).

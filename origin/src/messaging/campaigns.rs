@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use popup_core::campaign::FieldError;
+use popup_core::delivery::{CampaignStep, MessageCampaignStatus, MessageStatus};
 use popup_core::template::{Template, CUSTOMER_PLACEHOLDERS};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,7 +19,6 @@ use crate::http::{ApiError, JsonBody};
 use crate::state::AppState;
 
 const MAX_NAME_CHARS: usize = 200;
-pub const STATUSES: [&str; 5] = ["draft", "scheduled", "sending", "sent", "failed"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +66,8 @@ pub struct MessageCampaign {
     pub id: i64,
     pub name: String,
     pub channel: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageCampaignStatus,
     pub base_template: String,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub send_requested_at: Option<DateTime<Utc>>,
@@ -96,11 +97,11 @@ pub async fn stats(db: &sqlx::PgPool, campaign: i64) -> sqlx::Result<Stats> {
     let mut stats = Stats::default();
     for (status, count) in rows {
         stats.total += count;
-        match status.as_str() {
-            "pending" => stats.pending = count,
-            "sending" => stats.sending = count,
-            "sent" => stats.sent = count,
-            _ => stats.failed += count,
+        match MessageStatus::parse(&status) {
+            Some(MessageStatus::Pending) => stats.pending = count,
+            Some(MessageStatus::Sending) => stats.sending = count,
+            Some(MessageStatus::Sent) => stats.sent = count,
+            Some(MessageStatus::Failed) | None => stats.failed += count,
         }
     }
     Ok(stats)
@@ -123,7 +124,7 @@ pub async fn create(
     let channel = new.check(Utc::now())?;
     // Seed 002: a campaign with a time is `scheduled` from the start; it still needs a send to name its
     // customers, and goes out at that time.
-    let status = if new.scheduled_at.is_some() { "scheduled" } else { "draft" };
+    let status = CampaignStep::Create { scheduled: new.scheduled_at.is_some() }.to();
     let mut tx = state.db.begin().await?;
     let row: MessageCampaign = sqlx::query_as(
         "INSERT INTO message_campaigns (name, channel, status, base_template, scheduled_at)
@@ -132,7 +133,7 @@ pub async fn create(
     )
     .bind(new.name.trim())
     .bind(channel.as_str())
-    .bind(status)
+    .bind(status.as_str())
     .bind(&new.base_template)
     .bind(new.scheduled_at)
     .fetch_one(&mut *tx)
@@ -181,8 +182,9 @@ pub async fn list(
     actor.require(Role::Viewer)?;
     let Query(filter) = query?;
     let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    if filter.status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
-        return Err(ApiError::bad_field("status", format!("must be one of {}", STATUSES.join(", "))));
+    if filter.status.as_deref().is_some_and(|s| MessageCampaignStatus::parse(s).is_none()) {
+        let statuses = MessageCampaignStatus::ALL.map(MessageCampaignStatus::as_str);
+        return Err(ApiError::bad_field("status", format!("must be one of {}", statuses.join(", "))));
     }
     if filter.channel.as_deref().is_some_and(|c| Channel::parse(c).is_none()) {
         return Err(ApiError::bad_field("channel", "must be sms or whatsapp"));
@@ -215,7 +217,8 @@ pub struct MessageView {
     pub channel: String,
     pub phone: String,
     pub body: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     pub attempts: i32,
     pub idempotency_key: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
@@ -250,7 +253,7 @@ pub async fn messages(
     let Path(id) = id?;
     let Query(filter) = query?;
     let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    if filter.status.as_deref().is_some_and(|s| !["pending", "sending", "sent", "failed"].contains(&s)) {
+    if filter.status.as_deref().is_some_and(|s| MessageStatus::parse(s).is_none()) {
         return Err(ApiError::bad_field("status", "must be pending, sending, sent or failed"));
     }
     load(&state.db, id).await?;

@@ -5,6 +5,7 @@
 
 use axum::extract::{Query, State};
 use axum::Json;
+use popup_core::delivery::{CampaignStep, MessageStatus, MessageStep};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -35,7 +36,9 @@ pub async fn list(
     let Query(filter) = query?;
     let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
     let as_of = super::as_of(&state.db, "messages", filter.as_of).await?;
-    paged_messages(&state.db, page, as_of, filter.campaign_id, Some("failed")).await.map(Json)
+    paged_messages(&state.db, page, as_of, filter.campaign_id, Some(MessageStatus::Failed.as_str()))
+        .await
+        .map(Json)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,7 +71,7 @@ pub async fn requeue(
     };
     let mut tx = state.db.begin().await?;
     let requeued: Vec<(i64, i64)> = sqlx::query_as(
-        "UPDATE messages SET status = 'pending', attempts = 0, takeovers = 0, next_attempt_at = now(),
+        "UPDATE messages SET status = $3, attempts = 0, takeovers = 0, next_attempt_at = now(),
              lease_owner = NULL, lease_until = NULL, updated_at = now()
          WHERE status = 'failed' AND ($1::bigint[] IS NULL OR id = ANY($1))
            AND ($2::bigint IS NULL OR campaign_id = $2)
@@ -76,16 +79,18 @@ pub async fn requeue(
     )
     .bind(&ids)
     .bind(campaign)
+    .bind(MessageStep::Requeue.to().as_str())
     .fetch_all(&mut *tx)
     .await?;
     let mut campaign_ids: Vec<i64> = requeued.iter().map(|(_, c)| *c).collect();
     campaign_ids.sort_unstable();
     campaign_ids.dedup();
     sqlx::query(
-        "UPDATE message_campaigns SET status = 'sending', updated_at = now()
+        "UPDATE message_campaigns SET status = $2, updated_at = now()
          WHERE id = ANY($1) AND status IN ('sent', 'failed')",
     )
     .bind(&campaign_ids)
+    .bind(CampaignStep::Requeue.to().as_str())
     .execute(&mut *tx)
     .await?;
     for campaign in &campaign_ids {

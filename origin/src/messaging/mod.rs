@@ -12,6 +12,9 @@
 //! - [`provider`]: the mock and the Twilio client behind one trait; [`rate`]: the token bucket;
 //!   [`phone`]: E.164.
 //!
+//! The statuses of messages and campaigns, and the steps between them, are the core's
+//! (`popup_core::delivery`); how they are written into SQL is explained in [`worker`].
+//!
 //! Campaign statuses (seed 002): `draft` -> `sending` -> `sent` | `failed`, or `scheduled` (created with a
 //! `scheduled_at`) -> `sending` at that time. A scheduled campaign still needs a send to name its customers;
 //! sent before its time, its messages are stored at once and become due at that time. Sending is allowed once, from `draft` or `scheduled`;

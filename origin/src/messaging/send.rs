@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use popup_core::delivery::{CampaignStep, MessageCampaignStatus};
 use popup_core::template::{Template, CUSTOMER_PLACEHOLDERS};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -78,7 +79,7 @@ pub struct SendResult {
     pub messages_queued: u64,
     /// Segment members without a customer record.
     pub skipped: u64,
-    pub status: String,
+    pub status: MessageCampaignStatus,
     /// When the messages become due.
     pub send_at: DateTime<Utc>,
 }
@@ -112,14 +113,10 @@ pub async fn queue(
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(ApiError::NotFound("message campaign"))?;
-    if !["draft", "scheduled"].contains(&campaign.status.as_str()) || campaign.send_requested_at.is_some() {
-        let state = if campaign.send_requested_at.is_some() && campaign.status == "scheduled" {
-            "queued for its scheduled time"
-        } else {
-            campaign.status.as_str()
-        };
-        return Err(ApiError::Conflict(format!("the campaign is already {state}; it can be sent once")));
-    }
+    campaign
+        .status
+        .check_send(campaign.send_requested_at.is_some())
+        .map_err(|refused| ApiError::Conflict(refused.to_string()))?;
     // Checked when the campaign was created; a failure here means the rules changed since.
     let template = Template::parse(&campaign.base_template, CUSTOMER_PLACEHOLDERS)
         .map_err(|e| anyhow::anyhow!("campaign {campaign_id} has an invalid stored template: {e}"))?;
@@ -176,7 +173,7 @@ pub async fn queue(
 
     let now = Utc::now();
     let send_at = campaign.scheduled_at.filter(|at| *at > now).unwrap_or(now);
-    let status = if send_at > now { "scheduled" } else { "sending" };
+    let status = CampaignStep::Send { due_later: send_at > now }.to();
     for chunk in customers.chunks(MESSAGES_PER_INSERT) {
         let ids: Vec<i64> = chunk.iter().map(|c| c.id).collect();
         let phones: Vec<&str> = chunk.iter().map(|c| c.phone.as_str()).collect();
@@ -199,16 +196,11 @@ pub async fn queue(
         "UPDATE message_campaigns SET status = $2, send_requested_at = now(), updated_at = now() WHERE id = $1",
     )
     .bind(campaign_id)
-    .bind(status)
+    .bind(status.as_str())
     .execute(&mut *tx)
     .await?;
-    let result = SendResult {
-        campaign_id,
-        messages_queued: customers.len() as u64,
-        skipped,
-        status: status.to_string(),
-        send_at,
-    };
+    let result =
+        SendResult { campaign_id, messages_queued: customers.len() as u64, skipped, status, send_at };
     let target = match &recipients {
         Recipients::Customers(ids) => json!({"customers": ids.len()}),
         Recipients::Segment(name) => json!({"segment": name}),

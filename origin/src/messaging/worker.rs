@@ -37,11 +37,21 @@
 //!
 //! **Stopping**: when `stop` turns true the worker claims nothing more, waits for the sends in flight,
 //! records their outcomes, and returns.
+//!
+//! **Statuses in SQL** (here and in the other messaging files): the statuses and the steps between them are
+//! the core's (`popup_core::delivery`). The status a statement moves rows *to* is bound from the step
+//! (`MessageStep::..to()`), so every transition written comes from the core. The statuses a statement
+//! selects rows *by* stay literals in the SQL text: several are the predicates of partial indexes
+//! (`messages_due`, `messages_leased`, `messages_dead`, `message_campaigns_due`), and Postgres matches a
+//! partial index only against a predicate written in the query, not against a parameter in a prepared
+//! statement's generic plan; one rule for every selection is easier to keep than one per index. The schema's
+//! `CHECK` lists the same statuses as the core's enums (a core test compares them).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use popup_core::delivery::{AttemptOutcome, CampaignStep, MessageStep};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -329,7 +339,7 @@ async fn claim(
                  ELSE 'msg-' || m.id || '-' || (m.key_seq + 1) END,
              outcome_unknown = false,
              takeovers = CASE WHEN m.status = 'sending' THEN m.takeovers + 1 ELSE 0 END,
-             status = 'sending',
+             status = $6,
              lease_owner = $3,
              lease_until = now() + $4 * interval '1 millisecond',
              updated_at = now()
@@ -341,6 +351,8 @@ async fn claim(
     .bind(&options.worker_id)
     .bind(options.lease.as_millis() as f64)
     .bind(MAX_TAKEOVERS)
+    // A claim and a takeover both leave the message sending.
+    .bind(MessageStep::Claim.to().as_str())
     .fetch_all(db)
     .await?;
     Ok(rows
@@ -387,15 +399,15 @@ async fn write_batch(db: &PgPool, batch: &[Recorded], owner: &str) -> sqlx::Resu
     for outcome in batch {
         ids.push(outcome.message_id);
         attempts.push(outcome.attempt);
-        let (status, delay, error, provider_id) = match &outcome.next {
-            Next::Sent { provider_id } => ("sent", 0.0, None, Some(provider_id.clone())),
+        let (ended, delay, error, provider_id) = match &outcome.next {
+            Next::Sent { provider_id } => (AttemptOutcome::Sent, 0.0, None, Some(provider_id.clone())),
             Next::Retry { after, error, .. } => {
-                ("pending", after.as_secs_f64() * 1000.0, Some(error.clone()), None)
+                (AttemptOutcome::Retry, after.as_secs_f64() * 1000.0, Some(error.clone()), None)
             }
-            Next::Failed { error } => ("failed", 0.0, Some(error.clone()), None),
+            Next::Failed { error } => (AttemptOutcome::Failed, 0.0, Some(error.clone()), None),
         };
         unknown.push(matches!(outcome.next, Next::Retry { reuse_key: true, .. }));
-        statuses.push(status);
+        statuses.push(MessageStep::Attempted(ended).to().as_str());
         delays.push(delay);
         errors.push(error);
         provider_ids.push(provider_id);
@@ -446,13 +458,15 @@ pub async fn settle(db: &PgPool, campaigns: Option<&[i64]>) -> sqlx::Result<u64>
     let done = sqlx::query(
         "UPDATE message_campaigns c SET
              status = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.campaign_id = c.id AND m.status = 'sent')
-                 THEN 'sent' ELSE 'failed' END,
+                 THEN $2 ELSE $3 END,
              updated_at = now()
          WHERE c.status = 'sending' AND ($1::bigint[] IS NULL OR c.id = ANY($1))
            AND NOT EXISTS (SELECT 1 FROM messages m
                            WHERE m.campaign_id = c.id AND m.status IN ('pending', 'sending'))",
     )
     .bind(campaigns)
+    .bind(CampaignStep::Settle { any_sent: true }.to().as_str())
+    .bind(CampaignStep::Settle { any_sent: false }.to().as_str())
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -462,21 +476,23 @@ pub async fn settle(db: &PgPool, campaigns: Option<&[i64]>) -> sqlx::Result<u64>
 /// and campaigns with nothing left to send are settled.
 async fn sweep(db: &PgPool) -> sqlx::Result<()> {
     let started = sqlx::query(
-        "UPDATE message_campaigns SET status = 'sending', updated_at = now()
+        "UPDATE message_campaigns SET status = $1, updated_at = now()
          WHERE status = 'scheduled' AND send_requested_at IS NOT NULL AND scheduled_at <= now()",
     )
+    .bind(CampaignStep::Start.to().as_str())
     .execute(db)
     .await?;
     if started.rows_affected() > 0 {
         tracing::info!(campaigns = started.rows_affected(), "scheduled campaigns started sending");
     }
     let abandoned = sqlx::query(
-        "UPDATE messages SET status = 'failed', lease_owner = NULL, lease_until = NULL, updated_at = now(),
+        "UPDATE messages SET status = $2, lease_owner = NULL, lease_until = NULL, updated_at = now(),
              last_error = 'abandoned: the workers sending it died or hung ' || takeovers || ' times; \
                            the provider may have delivered it'
          WHERE status = 'sending' AND lease_until < now() AND takeovers >= $1",
     )
     .bind(MAX_TAKEOVERS)
+    .bind(MessageStep::Abandon.to().as_str())
     .execute(db)
     .await?;
     if abandoned.rows_affected() > 0 {

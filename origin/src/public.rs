@@ -1,51 +1,43 @@
 //! The popup API, natively: the same contract and the same decisions as the edge, because both call the
 //! core with the same inputs. One Redis round trip per resolve while the cached catalog is current.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use popup_core::ids::{CampaignId, Timestamp, UserId};
+use popup_core::ids::{CampaignId, UserId};
 use popup_core::resolve::{control_variant, resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, Reply, ResolveFlow};
 use popup_core::stream::{holdout_appends, Record};
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::spec::CampaignSpec;
-use crate::auth::{Actor, Require};
-use crate::http::{ApiError, JsonBody};
-use crate::state::AppState;
-
-pub fn now() -> Timestamp {
-    Timestamp(chrono::Utc::now().timestamp())
-}
+use crate::db::campaigns;
+use crate::http::{ApiError, JsonBody, Path, PostsConversions, Query};
+use crate::state::{now, AppState};
 
 fn random_nonce() -> Result<u64, ApiError> {
     let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     Ok(u64::from_le_bytes(bytes))
 }
 
 /// `GET /v1/campaigns/popup`: 200 with the popup, or 204.
 pub async fn popup(
     State(state): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) = query?;
     let query = PopupQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|error| ApiError::BadFields(vec![error]))?;
     let user = query.user.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
     let flow = ResolveFlow::new(&state.keys, &user, now, state.cached_catalog());
     let replies = state.redis.run(flow.commands()).await.inspect_err(|_| outcome("unavailable"))?;
-    let inputs = match flow.read(replies).map_err(anyhow::Error::from)? {
+    let inputs = match flow.read(replies)? {
         FlowStep::Resolve(ready) => ready,
         FlowStep::Fetch(fetch) => {
             let replies = state.redis.run(std::slice::from_ref(fetch.command())).await?;
-            let reply =
-                replies.into_iter().next().ok_or_else(|| anyhow::anyhow!("no reply to GET catalog"))?;
-            fetch.read(reply).map_err(anyhow::Error::from)?
+            fetch.read(replies.into_iter().next().unwrap_or(Reply::Nil))?
         }
     };
     if inputs.fetched {
@@ -59,7 +51,7 @@ pub async fn popup(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let claims = selection.token_claims(&user, now, random_nonce()?);
-    let token = state.tokens.issue(&claims).map_err(anyhow::Error::from)?;
+    let token = state.tokens.issue(&claims)?;
     outcome("shown");
     Ok(Json(PopupResponse::new(&selection, token)).into_response())
 }
@@ -83,10 +75,9 @@ pub struct ConversionRequest {
 /// against the control's.
 pub async fn conversion(
     State(state): State<AppState>,
-    actor: Actor,
+    _: PostsConversions,
     body: Result<JsonBody<ConversionRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
-    actor.require_conversions()?;
     let JsonBody(request) = body.map_err(ApiError::unreadable)?;
     let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
@@ -99,15 +90,10 @@ pub async fn conversion(
             let event = Event { kind: EventKind::Conversion, token: &token, dedupe_ttl_seconds, now };
             let plan = EventPlan::new(&state.keys, &event);
             let replies = state.redis.run(plan.commands()).await?;
-            plan.read(replies).map_err(anyhow::Error::from)? == EventOutcome::Recorded
+            plan.read(replies)? == EventOutcome::Recorded
         }
         (None, Some(campaign)) => {
-            let spec: sqlx::types::Json<CampaignSpec> =
-                sqlx::query_scalar("SELECT spec FROM campaigns WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(campaign)
-                    .fetch_optional(&state.db)
-                    .await?
-                    .ok_or(ApiError::NotFound("campaign"))?;
+            let spec = campaigns::spec(&state.db, campaign).await?.ok_or(ApiError::NotFound("campaign"))?;
             let campaign = CampaignId(campaign as u64);
             let control = control_variant(campaign, &spec.variants, &user).ok_or_else(|| {
                 ApiError::Conflict(
@@ -119,7 +105,8 @@ pub async fn conversion(
             let append =
                 Record::control_conversion(&state.keys, &user, campaign, control, now).append(&state.keys);
             if let [Reply::Error(message)] = state.redis.run(&[append]).await?.as_slice() {
-                return Err(anyhow::anyhow!("XADD conversion: {message}").into());
+                tracing::warn!(message, "redis refused a conversion");
+                return Err(ApiError::Unavailable);
             }
             // Stored once per customer, campaign and day by ingest; whether this one repeats is not known here.
             true
@@ -178,7 +165,7 @@ pub async fn event(
     let event = Event { kind, token: &token, dedupe_ttl_seconds, now };
     let plan = EventPlan::new(&state.keys, &event);
     let replies = state.redis.run(plan.commands()).await?;
-    let outcome = plan.read(replies).map_err(anyhow::Error::from)?;
+    let outcome = plan.read(replies)?;
     metrics::counter!("popup_events_total", "kind" => kind.as_str()).increment(1);
     Ok((StatusCode::ACCEPTED, Json(EventAccepted { recorded: outcome == EventOutcome::Recorded })))
 }

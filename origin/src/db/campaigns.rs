@@ -1,9 +1,10 @@
 //! Popup campaigns: their stored spec ([`CampaignSpec`]), status and times.
 
 use chrono::{DateTime, Utc};
+use popup_core::lifecycle::Status;
 use serde_json::json;
 use sqlx::types::Json;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use super::audit::{self, Actor};
 use super::campaign_spec::CampaignSpec;
@@ -102,4 +103,144 @@ pub async fn end_expired(db: &PgPool) -> DbResult<Vec<i64>> {
     }
     tx.commit().await?;
     Ok(ended.into_iter().map(|(id, _)| id).collect())
+}
+
+/// A campaign as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CampaignRow {
+    pub id: i64,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub spec: Json<CampaignSpec>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CampaignRow {
+    /// What the audit trail keeps of it.
+    pub fn snapshot(&self) -> serde_json::Value {
+        json!({"status": self.status, "spec": self.spec.0})
+    }
+}
+
+const SELECT: &str = "SELECT id, status, spec, created_at, updated_at FROM campaigns";
+const RETURNING: &str = "RETURNING id, status, spec, created_at, updated_at";
+
+pub async fn get(db: &PgPool, id: i64) -> DbResult<Option<CampaignRow>> {
+    let query = format!("{SELECT} WHERE id = $1 AND deleted_at IS NULL");
+    Ok(sqlx::query_as(&query).bind(id).fetch_optional(db).await?)
+}
+
+/// Campaign `id`, locked until the transaction ends, so a lifecycle check and the write it allows see the
+/// same row.
+pub async fn lock(tx: &mut Transaction<'_, Postgres>, id: i64) -> DbResult<Option<CampaignRow>> {
+    let query = format!("{SELECT} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE");
+    Ok(sqlx::query_as(&query).bind(id).fetch_optional(&mut **tx).await?)
+}
+
+/// Campaigns newest first, with a stored `status` and a case-insensitive `name_contains`, if given: `limit`
+/// from `offset`, and how many match.
+pub async fn list(
+    db: &PgPool,
+    status: Option<Status>,
+    name_contains: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> DbResult<(Vec<CampaignRow>, i64)> {
+    // The search text is a parameter; only LIKE's own wildcards in it are escaped.
+    let pattern = name_contains
+        .map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let status = status.map(Status::as_str);
+    let condition =
+        "deleted_at IS NULL AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR name ILIKE $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM campaigns WHERE {condition}"))
+        .bind(status)
+        .bind(&pattern)
+        .fetch_one(db)
+        .await?;
+    let rows = sqlx::query_as(&format!("{SELECT} WHERE {condition} ORDER BY id DESC LIMIT $3 OFFSET $4"))
+        .bind(status)
+        .bind(&pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    actor: &Actor,
+    spec: &CampaignSpec,
+) -> DbResult<CampaignRow> {
+    let query = format!(
+        "INSERT INTO campaigns (name, priority, starts_at, ends_at, spec) VALUES ($1, $2, $3, $4, $5) {RETURNING}"
+    );
+    let row: CampaignRow = sqlx::query_as(&query)
+        .bind(&spec.name)
+        .bind(spec.priority)
+        .bind(spec.schedule.start)
+        .bind(spec.schedule.end)
+        .bind(Json(spec))
+        .fetch_one(&mut **tx)
+        .await?;
+    audit::record(tx, actor, "create", "campaign", &row.id.to_string(), None, Some(row.snapshot())).await?;
+    Ok(row)
+}
+
+/// Replaces the spec of `before` (locked by [`lock`]).
+pub async fn update_spec(
+    tx: &mut Transaction<'_, Postgres>,
+    actor: &Actor,
+    before: &CampaignRow,
+    spec: &CampaignSpec,
+) -> DbResult<CampaignRow> {
+    let query = format!(
+        "UPDATE campaigns SET name = $2, priority = $3, starts_at = $4, ends_at = $5, spec = $6, updated_at = now()
+         WHERE id = $1 {RETURNING}"
+    );
+    let row: CampaignRow = sqlx::query_as(&query)
+        .bind(before.id)
+        .bind(&spec.name)
+        .bind(spec.priority)
+        .bind(spec.schedule.start)
+        .bind(spec.schedule.end)
+        .bind(Json(spec))
+        .fetch_one(&mut **tx)
+        .await?;
+    let id = before.id.to_string();
+    audit::record(tx, actor, "update", "campaign", &id, Some(before.snapshot()), Some(row.snapshot()))
+        .await?;
+    Ok(row)
+}
+
+/// Moves `before` (locked by [`lock`]) to `status` by `action` (the lifecycle's name for it, audited).
+pub async fn set_status(
+    tx: &mut Transaction<'_, Postgres>,
+    actor: &Actor,
+    before: &CampaignRow,
+    status: Status,
+    action: &str,
+) -> DbResult<CampaignRow> {
+    let query = format!("UPDATE campaigns SET status = $2, updated_at = now() WHERE id = $1 {RETURNING}");
+    let row: CampaignRow =
+        sqlx::query_as(&query).bind(before.id).bind(status.as_str()).fetch_one(&mut **tx).await?;
+    let id = before.id.to_string();
+    audit::record(tx, actor, action, "campaign", &id, Some(before.snapshot()), Some(row.snapshot())).await?;
+    Ok(row)
+}
+
+/// Deletes `before` (locked by [`lock`]); the row stays, marked, for the audit trail and the stats.
+pub async fn soft_delete(
+    tx: &mut Transaction<'_, Postgres>,
+    actor: &Actor,
+    before: &CampaignRow,
+) -> DbResult<()> {
+    sqlx::query("UPDATE campaigns SET deleted_at = now(), updated_at = now() WHERE id = $1")
+        .bind(before.id)
+        .execute(&mut **tx)
+        .await?;
+    let id = before.id.to_string();
+    audit::record(tx, actor, "delete", "campaign", &id, Some(before.snapshot()), None).await?;
+    Ok(())
 }

@@ -52,6 +52,12 @@ impl From<sqlx::Error> for DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// A transaction, for the writes a caller must check and make together (a lifecycle check and the write it
+/// allows).
+pub async fn begin(db: &PgPool) -> DbResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+    Ok(db.begin().await?)
+}
+
 /// Whether Postgres answers.
 pub async fn ping(db: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(db).await.is_ok()

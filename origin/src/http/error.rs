@@ -89,11 +89,10 @@ impl ApiError {
 }
 
 impl From<popup_core::store::StoreError> for ApiError {
-    /// Redis answered, but not as a resolver can use (loading after a restart, an error reply): for the
-    /// caller that is the store being unavailable.
+    /// Redis answered, but not as the layout says it should (a key of the wrong type, a reply of the wrong
+    /// shape): something else wrote our keys, which is ours to look into, not an outage.
     fn from(error: popup_core::store::StoreError) -> ApiError {
-        tracing::warn!(%error, "redis answered unexpectedly");
-        ApiError::Unavailable
+        ApiError::Internal(error.into())
     }
 }
 

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use clap::Parser;
 use popup_core::ids::Timestamp;
+use popup_origin::config::ExposeSecret;
 use popup_origin::{AppState, Config};
 use tower::ServiceExt;
 
@@ -63,13 +64,16 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("popup_origin::projection=info").with_target(false).init();
     let args = Args::parse();
     let config = args.config;
-    let db = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&config.database_url).await?;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(config.database_url.expose_secret())
+        .await?;
     popup_origin::MIGRATOR.run(&db).await?;
     popup_origin::db::keys::bootstrap_admin_key(&db, ADMIN_KEY).await?;
     let state = AppState::new(&config, db.clone())?;
     let router = popup_origin::app(state.clone());
     let mut redis =
-        redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+        redis::Client::open(config.redis_url.expose_secret())?.get_multiplexed_async_connection().await?;
 
     let ids: String = (0..args.members).map(|i| format!("cust-{i:08}\n")).collect();
     let started = Instant::now();

@@ -8,6 +8,7 @@ use clap::Parser;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::store::EventKind;
 use popup_core::stream::Record;
+use popup_origin::config::ExposeSecret;
 use popup_origin::ingest::{IngestSettings, Ingester};
 use popup_origin::redis_store::to_cmd;
 use popup_origin::{AppState, Config};
@@ -32,11 +33,14 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = args.config;
-    let db = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&config.database_url).await?;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(config.database_url.expose_secret())
+        .await?;
     popup_origin::MIGRATOR.run(&db).await?;
     let state = AppState::new(&config, db.clone())?;
     let mut redis =
-        redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+        redis::Client::open(config.redis_url.expose_secret())?.get_multiplexed_async_connection().await?;
     let _: () = redis::cmd("DEL").arg(state.keys.events()).query_async(&mut redis).await?;
 
     let settings = IngestSettings {
@@ -86,9 +90,13 @@ async fn main() -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
     for n in 0..args.workers {
-        let ingester =
-            Ingester::connect(state.clone(), &config.redis_url, format!("bench-{n}"), settings.clone())
-                .await?;
+        let ingester = Ingester::connect(
+            state.clone(),
+            config.redis_url.expose_secret(),
+            format!("bench-{n}"),
+            settings.clone(),
+        )
+        .await?;
         workers.push(tokio::spawn(ingester.run(stopped.clone())));
     }
 
@@ -96,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     // Asked of Redis, which answers at once; counting the table meanwhile would load Postgres.
     let expected = args.events as i64;
     let mut probe =
-        redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+        redis::Client::open(config.redis_url.expose_secret())?.get_multiplexed_async_connection().await?;
     while started.elapsed() < Duration::from_secs(600) {
         let groups: StreamInfoGroupsReply =
             redis::cmd("XINFO").arg("GROUPS").arg(state.keys.events()).query_async(&mut probe).await?;

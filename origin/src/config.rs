@@ -5,16 +5,19 @@ use std::time::Duration;
 
 use clap::Args;
 use popup_core::defaults;
+pub use secrecy::{ExposeSecret, SecretString};
 
-#[derive(Clone, Args)]
+/// Secrets (and URLs, which may hold a password) are [`SecretString`]s: their `Debug` shows no content, so
+/// the configuration can be logged whole.
+#[derive(Clone, Debug, Args)]
 pub struct Config {
     /// Postgres, the source of truth.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    pub database_url: SecretString,
 
     /// Redis, which holds the projection resolvers read.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true, value_parser = secret)]
+    pub redis_url: SecretString,
 
     #[arg(long, env = "POPUP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -32,20 +35,20 @@ pub struct Config {
     pub reconcile_seconds: u64,
 
     /// Signs impression tokens. At least 32 bytes; shared with the edge.
-    #[arg(long, env = "POPUP_TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: String,
+    #[arg(long, env = "POPUP_TOKEN_SECRET", hide_env_values = true, value_parser = secret)]
+    pub token_secret: SecretString,
 
     /// Earlier token secrets, comma-separated, still accepted while tokens signed with them are in flight.
-    #[arg(long, env = "POPUP_TOKEN_PREVIOUS_SECRETS", hide_env_values = true, default_value = "")]
-    pub token_previous_secrets: String,
+    #[arg(long, env = "POPUP_TOKEN_PREVIOUS_SECRETS", hide_env_values = true, default_value = "", value_parser = secret)]
+    pub token_previous_secrets: SecretString,
 
     /// How long an impression token is accepted, in seconds.
     #[arg(long, env = "POPUP_TOKEN_TTL_SECONDS", default_value_t = defaults::TOKEN_TTL_SECONDS)]
     pub token_ttl_seconds: i64,
 
     /// An admin API key created at start if no admin key exists yet, so a new deployment can be reached.
-    #[arg(long, env = "POPUP_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
-    pub bootstrap_admin_key: Option<String>,
+    #[arg(long, env = "POPUP_BOOTSTRAP_ADMIN_KEY", hide_env_values = true, value_parser = secret)]
+    pub bootstrap_admin_key: Option<SecretString>,
 
     /// The largest segment upload accepted, in bytes.
     #[arg(long, env = "POPUP_MAX_SEGMENT_BYTES", default_value_t = 1 << 30)]
@@ -73,19 +76,6 @@ pub struct Config {
     pub event_retention_days: u32,
 }
 
-/// Shows where the service connects and listens, never its secrets.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("key_prefix", &self.key_prefix)
-            .field("day_offset_seconds", &self.day_offset_seconds)
-            .field("reconcile_seconds", &self.reconcile_seconds)
-            .field("ingest_workers", &self.ingest_workers)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Config {
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
@@ -94,6 +84,11 @@ impl Config {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_seconds.max(1))
     }
+}
+
+/// A secret from the command line or the environment.
+pub fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
 }
 
 /// The day offset, with the core's parser so the edge and the origin agree.
@@ -121,6 +116,27 @@ mod tests {
         assert_eq!(config.day_offset_seconds, 0);
         assert_eq!(config.token_ttl_seconds, 86_400);
         assert_eq!(config.redis_timeout(), std::time::Duration::from_millis(300));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let cli = Cli::try_parse_from([
+            "origin",
+            "--database-url",
+            "postgres://app:db-password-123@db/popup",
+            "--redis-url",
+            "redis://:redis-password-456@cache:6379",
+            "--token-secret",
+            "token-secret-0123456789abcdef0123456789",
+            "--bootstrap-admin-key",
+            "admin-key-0123456789",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.config);
+        for secret in ["db-password-123", "redis-password-456", "token-secret-0123", "admin-key-0123"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("listen"), "the rest is shown: {shown}");
     }
 
     #[test]

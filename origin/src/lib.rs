@@ -33,6 +33,7 @@ pub mod telemetry;
 
 use axum::routing::{get, post};
 use axum::Router;
+use config::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 
 pub use config::Config;
@@ -64,11 +65,11 @@ async fn start(config: &Config) -> anyhow::Result<AppState> {
     let db = PgPoolOptions::new()
         .max_connections(32)
         .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(&config.database_url)
+        .connect(config.database_url.expose_secret())
         .await?;
     MIGRATOR.run(&db).await?;
     if let Some(key) = &config.bootstrap_admin_key {
-        db::keys::bootstrap_admin_key(&db, key).await?;
+        db::keys::bootstrap_admin_key(&db, key.expose_secret()).await?;
     }
     AppState::new(config, db)
 }
@@ -83,7 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped.clone()));
     let ingest = tokio::spawn(ingest::run_workers(
         state.clone(),
-        config.redis_url.clone(),
+        config.redis_url.expose_secret().to_string(),
         config.ingest_workers,
         ingest::IngestSettings::from_config(&config),
         stopped,
@@ -105,7 +106,7 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = ingest::run_workers(
         state,
-        config.redis_url.clone(),
+        config.redis_url.expose_secret().to_string(),
         config.ingest_workers.max(1),
         ingest::IngestSettings::from_config(&config),
         stopped,

@@ -8,7 +8,7 @@ use popup_core::store::KeySpace;
 use popup_core::token::Secrets;
 use sqlx::PgPool;
 
-use crate::config::Config;
+use crate::config::{Config, ExposeSecret};
 use crate::redis_store::RedisStore;
 
 #[derive(Clone, Debug)]
@@ -39,10 +39,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(config: &Config, db: PgPool) -> anyhow::Result<AppState> {
-        let redis = RedisStore::new(&config.redis_url, config.redis_timeout())?;
+        let redis = RedisStore::new(config.redis_url.expose_secret(), config.redis_timeout())?;
         let keys = KeySpace::new(&config.key_prefix, config.day_offset_seconds)?;
-        let tokens =
-            Secrets::new(&config.token_secret, &config.token_previous_secrets, config.token_ttl_seconds)?;
+        let tokens = Secrets::new(
+            config.token_secret.expose_secret(),
+            config.token_previous_secrets.expose_secret(),
+            config.token_ttl_seconds,
+        )?;
         Ok(AppState(Arc::new(Inner {
             db,
             redis,

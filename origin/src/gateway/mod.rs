@@ -42,14 +42,16 @@ use sha2::{Digest, Sha256};
 use self::allow::AllowList;
 use self::error::GatewayError;
 use self::protocol::Encoding;
+use crate::config::{secret, ExposeSecret, SecretString};
 use crate::redis_store::{self, Link, LinkSettings, StoreUnavailable};
 
-/// The gateway's configuration, from flags or the environment.
-#[derive(Clone, Args)]
+/// The gateway's configuration, from flags or the environment. The token and the Redis URL (which may hold a
+/// password) are secrets: `Debug` shows neither.
+#[derive(Clone, Debug, Args)]
 pub struct GatewayConfig {
     /// The Redis the gateway fronts.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
-    pub redis_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true, value_parser = secret)]
+    pub redis_url: SecretString,
 
     /// Address to listen on. Loopback by default: exposing the gateway is the operator's choice.
     #[arg(long, env = "POPUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8079")]
@@ -57,8 +59,8 @@ pub struct GatewayConfig {
 
     /// The bearer token every request must carry (the edge's Redis REST token), at least 16 bytes.
     /// Prefer the environment to the flag: flags show in process lists.
-    #[arg(long, env = "POPUP_GATEWAY_TOKEN", hide_env_values = true)]
-    pub token: String,
+    #[arg(long, env = "POPUP_GATEWAY_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub token: SecretString,
 
     /// Prefix of the deployment's Redis keys; only keys under it are reachable.
     #[arg(long, env = "POPUP_KEY_PREFIX", default_value = popup_core::defaults::KEY_PREFIX)]
@@ -75,20 +77,6 @@ pub struct GatewayConfig {
     /// How long a request waits for Redis before answering 503.
     #[arg(long, env = "POPUP_GATEWAY_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
-}
-
-/// Shows where the gateway listens and its limits, never the token or the Redis URL (which may hold a
-/// password).
-impl std::fmt::Debug for GatewayConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayConfig")
-            .field("listen", &self.listen)
-            .field("key_prefix", &self.key_prefix)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_pipeline", &self.max_pipeline)
-            .field("redis_timeout_ms", &self.redis_timeout_ms)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Tokens shorter than this are refused at start: the token is all that stands between the internet and
@@ -124,7 +112,7 @@ impl Gateway {
     /// Checks the configuration; does not connect, so the gateway starts (and answers 503) while Redis
     /// is down.
     pub fn new(config: &GatewayConfig) -> anyhow::Result<Gateway> {
-        if config.token.len() < MIN_TOKEN_LEN {
+        if config.token.expose_secret().len() < MIN_TOKEN_LEN {
             anyhow::bail!("POPUP_GATEWAY_TOKEN must be at least {MIN_TOKEN_LEN} bytes");
         }
         if config.max_pipeline == 0 || config.max_body_bytes == 0 {
@@ -142,11 +130,13 @@ impl Gateway {
             // Pinged while idle, so a restart is noticed before the next request needs the connection.
             health_check: Some(Duration::from_secs(1)),
         };
-        let redis =
-            Upstream { link: Link::new(redis_store::link::client(&config.redis_url)?, settings), timeout };
+        let redis = Upstream {
+            link: Link::new(redis_store::link::client(config.redis_url.expose_secret())?, settings),
+            timeout,
+        };
         Ok(Gateway {
             inner: Arc::new(Inner {
-                token_digest: Sha256::digest(config.token.as_bytes()).into(),
+                token_digest: Sha256::digest(config.token.expose_secret().as_bytes()).into(),
                 allow: AllowList::new(&keys),
                 max_body_bytes: config.max_body_bytes,
                 max_pipeline: config.max_pipeline,

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use popup_origin::auth::Actor;
+use popup_origin::db::audit::Actor;
+use popup_origin::db::messages::{queue, Recipients};
 use popup_origin::messaging::provider::{MockOptions, MockProvider};
-use popup_origin::messaging::send::{queue, Recipients};
 use popup_origin::messaging::worker::{self, WorkerMetrics, WorkerOptions};
 use sqlx::postgres::PgPoolOptions;
 
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     println!("customers ready: {} in {:.1} s", ids.len(), started.elapsed().as_secs_f64());
 
     let queued_at = Instant::now();
-    let queued = queue(&db, &Actor::system(), campaign, Recipients::Customers(ids)).await?;
+    let queued = queue(&db, &Actor::system(), campaign, &Recipients::Customers(ids)).await?;
     println!(
         "send (render + store {} messages in one transaction): {:.2} s",
         queued.messages_queued,

@@ -8,12 +8,19 @@
 //! - [`segments`]: segments and their members.
 //! - [`settings`]: rules that span campaigns.
 //! - [`events`]: ingested events, their partitions, and the counts read from them.
+//! - [`customers`]: the people messages go to.
+//! - [`message_campaigns`]: SMS and WhatsApp campaigns, their channel, status and message counts.
+//! - [`messages`]: the messages of a send, and the queue the message workers claim them from (leases,
+//!   idempotency keys, takeovers, outcomes).
 
 pub mod audit;
 pub mod campaign_spec;
 pub mod campaigns;
+pub mod customers;
 pub mod events;
 pub mod keys;
+pub mod message_campaigns;
+pub mod messages;
 pub mod segments;
 pub mod settings;
 

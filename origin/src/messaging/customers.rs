@@ -10,10 +10,9 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use popup_core::campaign::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,8 +22,9 @@ use super::phone::{is_e164, E164_MESSAGE};
 use crate::admin::upload::LimitedUpload;
 use crate::auth::{Actor, Require, Role};
 use crate::db::audit;
+use crate::db::customers::{self, CreateError, CustomerView};
 use crate::http::page::{PageQuery, Paged};
-use crate::http::{ApiError, JsonBody};
+use crate::http::{ApiError, Editor, JsonBody, Path, Query, Viewer};
 use crate::state::AppState;
 
 /// The longest optional field, in characters.
@@ -110,38 +110,6 @@ fn looks_like_email(email: &str) -> bool {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct CustomerView {
-    pub id: i64,
-    pub phone: String,
-    pub external_id: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub location: Option<String>,
-    pub preferred_product: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl CustomerView {
-    /// The customer's value for a template placeholder (see [`popup_core::template::CUSTOMER_PLACEHOLDERS`]).
-    pub fn field(&self, name: &str) -> Option<&str> {
-        match name {
-            "phone" => Some(&self.phone),
-            "first_name" => self.first_name.as_deref(),
-            "last_name" => self.last_name.as_deref(),
-            "email" => self.email.as_deref(),
-            "location" => self.location.as_deref(),
-            "preferred_product" => self.preferred_product.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-pub const SELECT: &str = "SELECT id, phone, external_id, first_name, last_name, email, location, \
-                          preferred_product, created_at, updated_at FROM customers";
-
 /// Unique phones and external ids answer 409 with what clashed.
 fn conflict(error: sqlx::Error) -> ApiError {
     match &error {
@@ -159,49 +127,35 @@ fn conflict(error: sqlx::Error) -> ApiError {
 
 pub async fn create(
     State(state): State<AppState>,
-    actor: Actor,
-    body: Result<JsonBody<NewCustomer>, ApiError>,
+    Editor(actor): Editor,
+    JsonBody(customer): JsonBody<NewCustomer>,
 ) -> Result<(StatusCode, Json<CustomerView>), ApiError> {
-    actor.require(Role::Editor)?;
-    let JsonBody(customer) = body?;
     let (customer, errors) = customer.normalize();
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let mut tx = state.db.begin().await?;
-    let row: CustomerView = sqlx::query_as(
-        "INSERT INTO customers (phone, external_id, first_name, last_name, email, location, preferred_product)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         RETURNING id, phone, external_id, first_name, last_name, email, location, preferred_product,
-                   created_at, updated_at",
-    )
-    .bind(&customer.phone)
-    .bind(&customer.external_id)
-    .bind(&customer.first_name)
-    .bind(&customer.last_name)
-    .bind(&customer.email)
-    .bind(&customer.location)
-    .bind(&customer.preferred_product)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(conflict)?;
-    audit::record(&mut tx, &actor, "create", "customer", &row.id.to_string(), None, Some(json!(row))).await?;
-    tx.commit().await?;
+    let new = customers::NewCustomer {
+        phone: &customer.phone,
+        external_id: customer.external_id.as_deref(),
+        first_name: customer.first_name.as_deref(),
+        last_name: customer.last_name.as_deref(),
+        email: customer.email.as_deref(),
+        location: customer.location.as_deref(),
+        preferred_product: customer.preferred_product.as_deref(),
+    };
+    let row = customers::create(&state.db, &actor, &new).await.map_err(|error| match error {
+        CreateError::Taken(what) => ApiError::Conflict(format!("another customer has that {what}")),
+        CreateError::Db(error) => error.into(),
+    })?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
 pub async fn get(
     State(state): State<AppState>,
-    actor: Actor,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    _: Viewer,
+    Path(id): Path<i64>,
 ) -> Result<Json<CustomerView>, ApiError> {
-    actor.require(Role::Viewer)?;
-    let Path(id) = id?;
-    let row: CustomerView = sqlx::query_as(&format!("{SELECT} WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
+    let row = customers::get(&state.db, id).await?.ok_or(ApiError::NotFound("customer"))?;
     Ok(Json(row))
 }
 
@@ -217,27 +171,13 @@ pub struct ListFilter {
 
 pub async fn list(
     State(state): State<AppState>,
-    actor: Actor,
-    query: Result<Query<ListFilter>, axum::extract::rejection::QueryRejection>,
+    _: Viewer,
+    Query(filter): Query<ListFilter>,
 ) -> Result<Json<Paged<CustomerView>>, ApiError> {
-    actor.require(Role::Viewer)?;
-    let Query(filter) = query?;
     let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    let as_of = super::as_of(&state.db, "customers", filter.as_of).await?;
-    let condition = "id <= $1 AND ($2::text IS NULL OR phone = $2)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM customers WHERE {condition}"))
-        .bind(as_of)
-        .bind(&filter.phone)
-        .fetch_one(&state.db)
-        .await?;
-    let items: Vec<CustomerView> =
-        sqlx::query_as(&format!("{SELECT} WHERE {condition} ORDER BY id DESC LIMIT $3 OFFSET $4"))
-            .bind(as_of)
-            .bind(&filter.phone)
-            .bind(page.page_size)
-            .bind(page.offset())
-            .fetch_all(&state.db)
-            .await?;
+    let as_of = super::as_of(filter.as_of, || customers::newest_id(&state.db)).await?;
+    let (items, total) =
+        customers::list(&state.db, as_of, filter.phone.as_deref(), page.page_size, page.offset()).await?;
     Ok(Json(Paged::new(items, page, total).as_of(as_of)))
 }
 

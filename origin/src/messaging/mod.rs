@@ -12,8 +12,10 @@
 //! - [`provider`]: the mock and the Twilio client behind one trait; [`rate`]: the token bucket;
 //!   [`phone`]: E.164.
 //!
-//! The statuses of messages and campaigns, and the steps between them, are the core's
-//! (`popup_core::delivery`); how they are written into SQL is explained in [`worker`].
+//! Their SQL is in [`crate::db`]: [`customers`](crate::db::customers),
+//! [`message_campaigns`](crate::db::message_campaigns) and [`messages`](crate::db::messages) (the queue:
+//! claims, leases, outcomes). The statuses of messages and campaigns, and the steps between them, are the
+//! core's (`popup_core::delivery`); how they are written into SQL is explained in [`worker`].
 //!
 //! Campaign statuses (seed 002): `draft` -> `sending` -> `sent` | `failed`, or `scheduled` (created with a
 //! `scheduled_at`) -> `sending` at that time. A scheduled campaign still needs a send to name its customers;
@@ -34,11 +36,15 @@ pub mod rate;
 pub mod send;
 pub mod worker;
 
+use std::future::Future;
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::{Deserialize, Serialize};
 
+pub use crate::db::message_campaigns::Channel;
+use crate::db::DbResult;
+use crate::http::ApiError;
 use crate::state::AppState;
 
 /// The admin routes, merged into `/admin/v1`.
@@ -60,39 +66,16 @@ pub fn router() -> Router<AppState> {
         .route("/messages/dead/requeue", post(dead::requeue))
 }
 
-/// How a message travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Sms,
-    Whatsapp,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Whatsapp => "whatsapp",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Channel> {
-        [Channel::Sms, Channel::Whatsapp].into_iter().find(|c| c.as_str() == raw)
-    }
-}
-
-/// The id bound of a paged list: the one the client passed back, or the newest id now (see
-/// [`crate::admin::page`]). `table` is one of this module's tables, never user input.
-pub(crate) async fn as_of(
-    db: &sqlx::PgPool,
-    table: &'static str,
-    requested: Option<i64>,
-) -> Result<i64, crate::http::ApiError> {
+/// The id bound of a paged list's snapshot (see [`crate::http::page`]): the `as_of` the client passed back,
+/// which must be an id, or the newest id now, from `newest` (the list's `newest_id` in [`crate::db`]).
+pub(crate) async fn as_of<F, Fut>(requested: Option<i64>, newest: F) -> Result<i64, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = DbResult<i64>>,
+{
     match requested {
-        Some(id) if id < 0 => Err(crate::http::ApiError::bad_field("as_of", "must be an id, 0 or more")),
+        Some(id) if id < 0 => Err(ApiError::bad_field("as_of", "must be an id, 0 or more")),
         Some(id) => Ok(id),
-        None => {
-            Ok(sqlx::query_scalar(&format!("SELECT COALESCE(max(id), 0) FROM {table}")).fetch_one(db).await?)
-        }
+        None => Ok(newest().await?),
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::Channel;
+use crate::db::message_campaigns::Channel;
 
 /// One message to deliver.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct Outbound {
 }
 
 /// A message's `seq`-th idempotency key, `msg-<id>-<seq>`: the format the claim query writes in SQL
-/// (`worker::claim`, `key_seq`), for the tests and tools that look a key up.
+/// (`db::messages::claim`, `key_seq`), for the tests and tools that look a key up.
 pub fn idempotency_key(message_id: i64, seq: i32) -> String {
     format!("msg-{message_id}-{seq}")
 }

@@ -4,7 +4,8 @@
 //! Postgres is both the record and the queue. A message is `pending` until a worker claims it: the claim
 //! makes it `sending`, starts an attempt (`attempts + 1`) and gives the worker a lease. The outcome ends the
 //! lease: `sent`, `failed`, or `pending` again with `next_attempt_at` pushed back (exponential backoff with
-//! jitter) while attempts remain.
+//! jitter) while attempts remain. The statements (claims, outcomes, takeovers) are in
+//! [`crate::db::messages`]; this module decides what to claim and when, and what becomes of each attempt.
 //!
 //! Each attempt gets an idempotency key for the provider, `msg-<id>-<n>`, n counting the message's attempts
 //! over its whole life (a re-queue resets `attempts` but never n, so no key is used for two sends).
@@ -38,9 +39,10 @@
 //! **Stopping**: when `stop` turns true the worker claims nothing more, waits for the sends in flight,
 //! records their outcomes, and returns.
 //!
-//! **Statuses in SQL** (here and in the other messaging files): the statuses and the steps between them are
-//! the core's (`popup_core::delivery`). The status a statement moves rows *to* is bound from the step
-//! (`MessageStep::..to()`), so every transition written comes from the core. The statuses a statement
+//! **Statuses in SQL** (in [`crate::db::messages`] and [`crate::db::message_campaigns`], which hold the
+//! messaging SQL): the statuses and the steps between them are the core's (`popup_core::delivery`). The
+//! status a statement moves rows *to* is bound from the step (`MessageStep::..to()`,
+//! `CampaignStep::..to()`), so every transition written comes from the core. The statuses a statement
 //! selects rows *by* stay literals in the SQL text: several are the predicates of partial indexes
 //! (`messages_due`, `messages_leased`, `messages_dead`, `message_campaigns_due`), and Postgres matches a
 //! partial index only against a predicate written in the query, not against a parameter in a prepared
@@ -51,14 +53,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use popup_core::delivery::{AttemptOutcome, CampaignStep, MessageStep};
+use popup_core::delivery::AttemptOutcome;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::provider::{random_below, Outbound, Provider, SendError};
 use super::rate::TokenBucket;
-use super::Channel;
+use crate::db::message_campaigns::{self, Channel};
+use crate::db::messages::{self, Outcome};
+use crate::db::DbResult;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -309,56 +313,27 @@ fn finish(
 /// Takeovers of one attempt after which the message is failed rather than taken over again.
 pub const MAX_TAKEOVERS: i32 = 5;
 
+/// Claims up to `limit` due messages of `channel` under this worker's lease (see the module docs and
+/// [`messages::claim`]).
 async fn claim(
     db: &PgPool,
     channel: Channel,
     limit: usize,
     options: &WorkerOptions,
-) -> sqlx::Result<Vec<Claimed>> {
-    // Expired leases first: they are older work. A pending message starts a new attempt; one taken over
-    // from an expired lease keeps its attempt, and so its idempotency key (see the module docs).
-    let rows: Vec<(i64, i32, String, String, String)> = sqlx::query_as(
-        "WITH expired AS (
-             SELECT id FROM messages
-             WHERE status = 'sending' AND channel = $1 AND lease_until < now() AND takeovers < $5
-             LIMIT $2 FOR UPDATE SKIP LOCKED
-         ), due AS (
-             SELECT id FROM messages
-             WHERE status = 'pending' AND channel = $1 AND next_attempt_at <= now()
-             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
-         ), picked AS (
-             SELECT id FROM expired UNION ALL SELECT id FROM due LIMIT $2
-         )
-         UPDATE messages m SET
-             attempts = CASE WHEN m.status = 'pending' THEN m.attempts + 1 ELSE m.attempts END,
-             key_seq = CASE WHEN m.status = 'pending' AND NOT (m.outcome_unknown AND m.idempotency_key IS NOT NULL)
-                 THEN m.key_seq + 1 ELSE m.key_seq END,
-             idempotency_key = CASE
-                 WHEN m.status = 'sending' THEN COALESCE(m.idempotency_key, 'msg-' || m.id || '-' || m.key_seq)
-                 WHEN m.outcome_unknown AND m.idempotency_key IS NOT NULL THEN m.idempotency_key
-                 ELSE 'msg-' || m.id || '-' || (m.key_seq + 1) END,
-             outcome_unknown = false,
-             takeovers = CASE WHEN m.status = 'sending' THEN m.takeovers + 1 ELSE 0 END,
-             status = $6,
-             lease_owner = $3,
-             lease_until = now() + $4 * interval '1 millisecond',
-             updated_at = now()
-         FROM picked WHERE m.id = picked.id
-         RETURNING m.id, m.attempts, m.idempotency_key, m.phone, m.body",
-    )
-    .bind(channel.as_str())
-    .bind(limit as i64)
-    .bind(&options.worker_id)
-    .bind(options.lease.as_millis() as f64)
-    .bind(MAX_TAKEOVERS)
-    // A claim and a takeover both leave the message sending.
-    .bind(MessageStep::Claim.to().as_str())
-    .fetch_all(db)
-    .await?;
-    Ok(rows
+) -> DbResult<Vec<Claimed>> {
+    let claimed =
+        messages::claim(db, channel, limit, &options.worker_id, options.lease, MAX_TAKEOVERS).await?;
+    Ok(claimed
         .into_iter()
-        .map(|(message_id, attempt, idempotency_key, to, body)| Claimed {
-            outbound: Outbound { message_id, attempt, idempotency_key, channel, to, body },
+        .map(|message| Claimed {
+            outbound: Outbound {
+                message_id: message.id,
+                attempt: message.attempt,
+                idempotency_key: message.idempotency_key,
+                channel,
+                to: message.phone,
+                body: message.body,
+            },
         })
         .collect())
 }
@@ -388,117 +363,47 @@ async fn record_outcomes(db: PgPool, mut received: mpsc::UnboundedReceiver<Recor
     }
 }
 
-async fn write_batch(db: &PgPool, batch: &[Recorded], owner: &str) -> sqlx::Result<()> {
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut attempts = Vec::with_capacity(batch.len());
-    let mut statuses = Vec::with_capacity(batch.len());
-    let mut delays = Vec::with_capacity(batch.len());
-    let mut errors: Vec<Option<String>> = Vec::with_capacity(batch.len());
-    let mut provider_ids: Vec<Option<String>> = Vec::with_capacity(batch.len());
-    let mut unknown = Vec::with_capacity(batch.len());
-    for outcome in batch {
-        ids.push(outcome.message_id);
-        attempts.push(outcome.attempt);
-        let (ended, delay, error, provider_id) = match &outcome.next {
-            Next::Sent { provider_id } => (AttemptOutcome::Sent, 0.0, None, Some(provider_id.clone())),
-            Next::Retry { after, error, .. } => {
-                (AttemptOutcome::Retry, after.as_secs_f64() * 1000.0, Some(error.clone()), None)
-            }
-            Next::Failed { error } => (AttemptOutcome::Failed, 0.0, Some(error.clone()), None),
-        };
-        unknown.push(matches!(outcome.next, Next::Retry { reuse_key: true, .. }));
-        statuses.push(MessageStep::Attempted(ended).to().as_str());
-        delays.push(delay);
-        errors.push(error);
-        provider_ids.push(provider_id);
-    }
-    let finished: Vec<i64> = sqlx::query_scalar::<_, Option<i64>>(
-        "UPDATE messages m SET
-             status = o.status,
-             next_attempt_at = CASE WHEN o.status = 'pending'
-                 THEN now() + o.delay_ms * interval '1 millisecond' ELSE m.next_attempt_at END,
-             last_error = CASE WHEN o.status = 'sent' THEN m.last_error ELSE o.error END,
-             provider_message_id = o.provider_id,
-             outcome_unknown = o.unknown,
-             sent_at = CASE WHEN o.status = 'sent' THEN now() END,
-             lease_owner = NULL,
-             lease_until = NULL,
-             updated_at = now()
-         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::bool[])
-             AS o(id, attempt, status, delay_ms, error, provider_id, unknown)
-         WHERE m.id = o.id AND m.status = 'sending' AND m.attempts = o.attempt AND m.lease_owner = $8
-         RETURNING CASE WHEN o.status = 'pending' THEN NULL ELSE m.campaign_id END",
-    )
-    .bind(&ids)
-    .bind(&attempts)
-    .bind(&statuses)
-    .bind(&delays)
-    .bind(&errors)
-    .bind(&provider_ids)
-    .bind(&unknown)
-    .bind(owner)
-    .fetch_all(db)
-    .await?
-    .into_iter()
-    .flatten()
-    .collect();
+/// Records a batch of outcomes in one statement, then settles the campaigns whose messages it finished.
+async fn write_batch(db: &PgPool, batch: &[Recorded], owner: &str) -> DbResult<()> {
+    let outcomes: Vec<Outcome> = batch.iter().map(outcome).collect();
+    let finished = messages::record_outcomes(db, &outcomes, owner).await?;
     if !finished.is_empty() {
-        let mut campaigns = finished;
-        campaigns.sort_unstable();
-        campaigns.dedup();
-        settle(db, Some(&campaigns)).await?;
+        message_campaigns::settle(db, Some(&finished)).await?;
     }
     Ok(())
 }
 
-/// The seed's rule for a campaign being sent: once no message is pending or sending, it is `failed` if
-/// every message failed and `sent` otherwise (a partial success counts as sent). `None` checks every
-/// campaign that is sending.
-pub async fn settle(db: &PgPool, campaigns: Option<&[i64]>) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE message_campaigns c SET
-             status = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.campaign_id = c.id AND m.status = 'sent')
-                 THEN $2 ELSE $3 END,
-             updated_at = now()
-         WHERE c.status = 'sending' AND ($1::bigint[] IS NULL OR c.id = ANY($1))
-           AND NOT EXISTS (SELECT 1 FROM messages m
-                           WHERE m.campaign_id = c.id AND m.status IN ('pending', 'sending'))",
-    )
-    .bind(campaigns)
-    .bind(CampaignStep::Settle { any_sent: true }.to().as_str())
-    .bind(CampaignStep::Settle { any_sent: false }.to().as_str())
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+/// What the worker decided for an attempt, as it is recorded.
+fn outcome(recorded: &Recorded) -> Outcome {
+    let (ended, retry_after, error, provider_id) = match &recorded.next {
+        Next::Sent { provider_id } => (AttemptOutcome::Sent, Duration::ZERO, None, Some(provider_id.clone())),
+        Next::Retry { after, error, .. } => (AttemptOutcome::Retry, *after, Some(error.clone()), None),
+        Next::Failed { error } => (AttemptOutcome::Failed, Duration::ZERO, Some(error.clone()), None),
+    };
+    Outcome {
+        message_id: recorded.message_id,
+        attempt: recorded.attempt,
+        ended,
+        retry_after,
+        error,
+        provider_id,
+        outcome_unknown: matches!(recorded.next, Next::Retry { reuse_key: true, .. }),
+    }
 }
 
 /// Scheduled campaigns whose time has come start sending (their messages became due at the same time),
-/// and campaigns with nothing left to send are settled.
-async fn sweep(db: &PgPool) -> sqlx::Result<()> {
-    let started = sqlx::query(
-        "UPDATE message_campaigns SET status = $1, updated_at = now()
-         WHERE status = 'scheduled' AND send_requested_at IS NOT NULL AND scheduled_at <= now()",
-    )
-    .bind(CampaignStep::Start.to().as_str())
-    .execute(db)
-    .await?;
-    if started.rows_affected() > 0 {
-        tracing::info!(campaigns = started.rows_affected(), "scheduled campaigns started sending");
+/// messages that every worker sending them died on are failed, and campaigns with nothing left to send are
+/// settled.
+async fn sweep(db: &PgPool) -> DbResult<()> {
+    let started = message_campaigns::start_due(db).await?;
+    if started > 0 {
+        tracing::info!(campaigns = started, "scheduled campaigns started sending");
     }
-    let abandoned = sqlx::query(
-        "UPDATE messages SET status = $2, lease_owner = NULL, lease_until = NULL, updated_at = now(),
-             last_error = 'abandoned: the workers sending it died or hung ' || takeovers || ' times; \
-                           the provider may have delivered it'
-         WHERE status = 'sending' AND lease_until < now() AND takeovers >= $1",
-    )
-    .bind(MAX_TAKEOVERS)
-    .bind(MessageStep::Abandon.to().as_str())
-    .execute(db)
-    .await?;
-    if abandoned.rows_affected() > 0 {
-        tracing::error!(messages = abandoned.rows_affected(), "messages failed after repeated takeovers");
+    let abandoned = messages::abandon(db, MAX_TAKEOVERS).await?;
+    if abandoned > 0 {
+        tracing::error!(messages = abandoned, "messages failed after repeated takeovers");
     }
-    settle(db, None).await?;
+    message_campaigns::settle(db, None).await?;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub mod ops;
 pub mod projection;
 pub mod public;
 pub mod redis_store;
+pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 
@@ -39,8 +40,7 @@ use sqlx::postgres::PgPoolOptions;
 pub use config::Config;
 pub use state::AppState;
 
-/// Embedded migrations, applied at start and by tests.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+pub use db::MIGRATOR;
 
 /// Every route of the origin.
 pub fn app(state: AppState) -> Router {
@@ -78,7 +78,7 @@ async fn start(config: &Config) -> anyhow::Result<AppState> {
 /// the ingest batches in hand, finish before it returns.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = start(&config).await?;
-    let stop_signal = shutdown_signal();
+    let stop_signal = shutdown::signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let reconciler =
         tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped.clone()));
@@ -102,7 +102,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// Runs only ingest workers (at least one), until SIGTERM or Ctrl-C: for scaling ingest apart from serving.
 pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     let state = start(&config).await?;
-    let stop_signal = shutdown_signal();
+    let stop_signal = shutdown::signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = ingest::run_workers(
         state,
@@ -117,35 +117,4 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     workers.await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C: every role of the binary stops on either. The handlers are installed when
-/// this is called, not when the future is first polled, so a role calls it before it starts listening: a
-/// SIGTERM that arrives as soon as the port opens still stops it cleanly rather than killing it.
-pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
-        async move {
-            match signals {
-                Ok((mut terminate, mut interrupt)) => {
-                    tokio::select! {
-                        _ = terminate.recv() => {}
-                        _ = interrupt.recv() => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-            tracing::info!("shutting down");
-        }
-    }
-    #[cfg(not(unix))]
-    async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    }
 }

@@ -26,6 +26,9 @@ pub mod settings;
 
 pub use sqlx::PgPool;
 
+/// The schema's migrations (`migrations/`), embedded; applied at start and by tests.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
 /// A Postgres failure, classified so each caller can answer it rightly: an outage is 503 for a request and a
 /// retry for a background loop; a duplicate is the caller's conflict; anything else is a bug.
 #[derive(Debug, thiserror::Error)]

@@ -191,7 +191,7 @@ pub fn router(gateway: Gateway) -> Router {
 /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
 pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::new(&config)?;
-    let stop_signal = crate::shutdown_signal();
+    let stop_signal = crate::shutdown::signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, prefix = %config.key_prefix, "gateway listening");
     axum::serve(listener, router(gateway)).with_graceful_shutdown(stop_signal).await?;

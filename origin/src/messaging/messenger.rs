@@ -175,9 +175,9 @@ pub async fn run(config: MessengerConfig) -> anyhow::Result<()> {
         .acquire_timeout(Duration::from_secs(5))
         .connect(&config.database_url)
         .await?;
-    crate::MIGRATOR.run(&db).await?;
+    crate::db::MIGRATOR.run(&db).await?;
     let provider = config.provider()?;
-    let stop_signal = crate::shutdown_signal();
+    let stop_signal = crate::shutdown::signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(worker::run(
         db,

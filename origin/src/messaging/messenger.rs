@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use super::provider::{MockOptions, MockProvider, Provider, TwilioProvider};
 use super::worker::{self, WorkerMetrics, WorkerOptions};
+use crate::config::{secret, ExposeSecret, SecretString};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProviderKind {
@@ -17,10 +18,12 @@ pub enum ProviderKind {
     Twilio,
 }
 
-#[derive(Clone, Args)]
+/// The database URL (which may hold a password) and the provider's auth token are secrets: `Debug` shows
+/// neither.
+#[derive(Clone, Debug, Args)]
 pub struct MessengerConfig {
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    pub database_url: SecretString,
 
     /// Sends in flight at most.
     #[arg(long, env = "POPUP_MESSAGING_CONCURRENCY", default_value_t = 256)]
@@ -76,8 +79,8 @@ pub struct MessengerConfig {
     #[arg(long, env = "POPUP_MESSAGING_TWILIO_ACCOUNT_SID", default_value = "")]
     pub twilio_account_sid: String,
 
-    #[arg(long, env = "POPUP_MESSAGING_TWILIO_AUTH_TOKEN", hide_env_values = true, default_value = "")]
-    pub twilio_auth_token: String,
+    #[arg(long, env = "POPUP_MESSAGING_TWILIO_AUTH_TOKEN", hide_env_values = true, default_value = "", value_parser = secret)]
+    pub twilio_auth_token: SecretString,
 
     /// The sender: a phone number in E.164 (WhatsApp sends from `whatsapp:` + it).
     #[arg(long, env = "POPUP_MESSAGING_TWILIO_FROM", default_value = "")]
@@ -86,27 +89,6 @@ pub struct MessengerConfig {
     /// Each provider request gives up after this long (and is retried); keep it well under the lease.
     #[arg(long, env = "POPUP_MESSAGING_TWILIO_TIMEOUT_MS", default_value_t = 10_000)]
     pub twilio_timeout_ms: u64,
-}
-
-/// Everything but the database URL and the auth token.
-impl std::fmt::Debug for MessengerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MessengerConfig")
-            .field("concurrency", &self.concurrency)
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff_base_ms", &self.backoff_base_ms)
-            .field("backoff_max_ms", &self.backoff_max_ms)
-            .field("rate_sms", &self.rate_sms)
-            .field("rate_whatsapp", &self.rate_whatsapp)
-            .field("burst", &self.burst)
-            .field("lease_seconds", &self.lease_seconds)
-            .field("provider", &self.provider)
-            .field("mock_latency_ms", &self.mock_latency_ms)
-            .field("mock_failure_rate", &self.mock_failure_rate)
-            .field("twilio_base_url", &self.twilio_base_url)
-            .field("twilio_account_sid", &self.twilio_account_sid)
-            .finish_non_exhaustive()
-    }
 }
 
 fn parse_range(raw: &str) -> Result<(u64, u64), String> {
@@ -146,7 +128,7 @@ impl MessengerConfig {
                 lose_first_answer: false,
             })),
             ProviderKind::Twilio => {
-                if self.twilio_account_sid.is_empty() || self.twilio_auth_token.is_empty() {
+                if self.twilio_account_sid.is_empty() || self.twilio_auth_token.expose_secret().is_empty() {
                     anyhow::bail!("the twilio provider needs an account SID and an auth token");
                 }
                 if !super::phone::is_e164(&self.twilio_from) {
@@ -157,7 +139,7 @@ impl MessengerConfig {
                 Arc::new(TwilioProvider::new(
                     &self.twilio_base_url,
                     &self.twilio_account_sid,
-                    &self.twilio_auth_token,
+                    self.twilio_auth_token.expose_secret(),
                     &self.twilio_from,
                     Duration::from_millis(self.twilio_timeout_ms),
                 )?)
@@ -173,7 +155,7 @@ pub async fn run(config: MessengerConfig) -> anyhow::Result<()> {
     let db = PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
+        .connect(config.database_url.expose_secret())
         .await?;
     crate::db::MIGRATOR.run(&db).await?;
     let provider = config.provider()?;

@@ -6,6 +6,7 @@
 //! sent again under the same key, and the provider answers with its first result instead of delivering
 //! twice.
 
+use crate::config::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -220,23 +221,14 @@ impl Provider for MockProvider {
 /// Twilio's Messages API: `POST {base}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded `To`, `From`,
 /// `Body`, basic auth with the account SID and auth token, idempotency in `I-Twilio-Idempotency-Token`.
 /// WhatsApp goes through the same endpoint with `whatsapp:`-prefixed numbers.
+/// `Debug` names the account, never the token.
+#[derive(Debug)]
 pub struct TwilioProvider {
     client: reqwest::Client,
     base_url: String,
     account_sid: String,
-    auth_token: String,
+    auth_token: SecretString,
     from: String,
-}
-
-/// Names the account, never the token.
-impl std::fmt::Debug for TwilioProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TwilioProvider")
-            .field("base_url", &self.base_url)
-            .field("account_sid", &self.account_sid)
-            .field("from", &self.from)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Twilio's error body.
@@ -271,7 +263,7 @@ impl TwilioProvider {
             client,
             base_url: base_url.trim_end_matches('/').to_string(),
             account_sid: account_sid.to_string(),
-            auth_token: auth_token.to_string(),
+            auth_token: SecretString::from(auth_token),
             from: from.to_string(),
         })
     }
@@ -313,7 +305,7 @@ impl Provider for TwilioProvider {
             let response = self
                 .client
                 .post(url)
-                .basic_auth(&self.account_sid, Some(&self.auth_token))
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
                 .header("I-Twilio-Idempotency-Token", &message.idempotency_key)
                 .form(&form)
                 .send()

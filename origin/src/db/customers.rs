@@ -143,15 +143,6 @@ pub async fn by_ids<'e>(db: impl PgExecutor<'e>, ids: &[i64]) -> DbResult<Vec<Cu
     Ok(sqlx::query_as(&format!("{SELECT} WHERE id = ANY($1) ORDER BY id")).bind(ids).fetch_all(db).await?)
 }
 
-/// The members of live segment `name` as counted at its upload, customers on record or not; `None` if there
-/// is no such segment.
-pub async fn segment_member_count<'e>(db: impl PgExecutor<'e>, name: &str) -> DbResult<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT member_count FROM segments WHERE name = $1 AND deleted_at IS NULL")
-        .bind(name)
-        .fetch_optional(db)
-        .await?)
-}
-
 /// The customers among the members of the served version of live segment `name` (a member is a customer
 /// whose `external_id` it is), by id.
 pub async fn in_segment<'e>(db: impl PgExecutor<'e>, name: &str) -> DbResult<Vec<CustomerView>> {

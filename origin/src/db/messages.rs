@@ -190,7 +190,7 @@ pub async fn queue(
         }
         Recipients::Segment(name) => {
             let members =
-                customers::segment_member_count(&mut *tx, name).await?.ok_or(QueueError::UnknownSegment)?;
+                super::segments::member_count(&mut *tx, name).await?.ok_or(QueueError::UnknownSegment)?;
             if members > MAX_RECIPIENTS as i64 {
                 return Err(QueueError::SegmentTooLarge(members));
             }

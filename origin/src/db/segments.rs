@@ -37,3 +37,12 @@ pub fn member_chunks(
     .fetch(db)
     .map_err(DbError::from)
 }
+
+/// The members of live segment `name` as counted at its upload, customers on record or not; `None` if there
+/// is no such segment.
+pub async fn member_count<'e>(db: impl PgExecutor<'e>, name: &str) -> DbResult<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT member_count FROM segments WHERE name = $1 AND deleted_at IS NULL")
+        .bind(name)
+        .fetch_optional(db)
+        .await?)
+}

@@ -5,8 +5,11 @@
 //! a client that passes it back (`?as_of=...`) pages through that snapshot, so rows inserted meanwhile
 //! neither shift later pages nor appear twice.
 
+use std::future::Future;
+
 use serde::{Deserialize, Serialize};
 
+use crate::db::DbResult;
 use crate::http::ApiError;
 
 pub const MAX_PAGE_SIZE: i64 = 100;
@@ -78,6 +81,20 @@ impl<T> Paged<T> {
     pub fn as_of(mut self, as_of: i64) -> Paged<T> {
         self.as_of = Some(as_of);
         self
+    }
+}
+
+/// The id bound of a paged list's snapshot : the `as_of` the client passed back,
+/// which must be an id, or the newest id now, from `newest` (the list's `newest_id` in [`crate::db`]).
+pub async fn as_of<F, Fut>(requested: Option<i64>, newest: F) -> Result<i64, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = DbResult<i64>>,
+{
+    match requested {
+        Some(id) if id < 0 => Err(ApiError::bad_field("as_of", "must be an id, 0 or more")),
+        Some(id) => Ok(id),
+        None => Ok(newest().await?),
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn list(
     if filter.channel.as_deref().is_some_and(|c| Channel::parse(c).is_none()) {
         return Err(ApiError::bad_field("channel", "must be sms or whatsapp"));
     }
-    let as_of = super::as_of(filter.as_of, || message_campaigns::newest_id(&state.db)).await?;
+    let as_of = crate::http::page::as_of(filter.as_of, || message_campaigns::newest_id(&state.db)).await?;
     let (items, total) = message_campaigns::list(
         &state.db,
         as_of,
@@ -153,7 +153,7 @@ pub async fn messages(
         return Err(ApiError::bad_field("status", "must be pending, sending, sent or failed"));
     }
     load(&state, id).await?;
-    let as_of = super::as_of(filter.as_of, || messages::newest_id(&state.db)).await?;
+    let as_of = crate::http::page::as_of(filter.as_of, || messages::newest_id(&state.db)).await?;
     let (items, total) =
         messages::list(&state.db, as_of, Some(id), filter.status.as_deref(), page.page_size, page.offset())
             .await?;

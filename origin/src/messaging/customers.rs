@@ -175,7 +175,7 @@ pub async fn list(
     Query(filter): Query<ListFilter>,
 ) -> Result<Json<Paged<CustomerView>>, ApiError> {
     let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    let as_of = super::as_of(filter.as_of, || customers::newest_id(&state.db)).await?;
+    let as_of = crate::http::page::as_of(filter.as_of, || customers::newest_id(&state.db)).await?;
     let (items, total) =
         customers::list(&state.db, as_of, filter.phone.as_deref(), page.page_size, page.offset()).await?;
     Ok(Json(Paged::new(items, page, total).as_of(as_of)))

@@ -27,7 +27,7 @@ pub async fn list(
     Query(filter): Query<DeadFilter>,
 ) -> Result<Json<Paged<MessageView>>, ApiError> {
     let page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    let as_of = super::as_of(filter.as_of, || messages::newest_id(&state.db)).await?;
+    let as_of = crate::http::page::as_of(filter.as_of, || messages::newest_id(&state.db)).await?;
     let failed = Some(MessageStatus::Failed.as_str());
     let (items, total) =
         messages::list(&state.db, as_of, filter.campaign_id, failed, page.page_size, page.offset()).await?;

@@ -36,15 +36,11 @@ pub mod rate;
 pub mod send;
 pub mod worker;
 
-use std::future::Future;
-
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use crate::db::message_campaigns::Channel;
-use crate::db::DbResult;
-use crate::http::ApiError;
 use crate::state::AppState;
 
 /// The admin routes, merged into `/admin/v1`.
@@ -64,18 +60,4 @@ pub fn router() -> Router<AppState> {
         )
         .route("/messages/dead", get(dead::list))
         .route("/messages/dead/requeue", post(dead::requeue))
-}
-
-/// The id bound of a paged list's snapshot (see [`crate::http::page`]): the `as_of` the client passed back,
-/// which must be an id, or the newest id now, from `newest` (the list's `newest_id` in [`crate::db`]).
-pub(crate) async fn as_of<F, Fut>(requested: Option<i64>, newest: F) -> Result<i64, ApiError>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = DbResult<i64>>,
-{
-    match requested {
-        Some(id) if id < 0 => Err(ApiError::bad_field("as_of", "must be an id, 0 or more")),
-        Some(id) => Ok(id),
-        None => Ok(newest().await?),
-    }
 }

@@ -1,20 +1,21 @@
 //! The origin service: the admin API, Postgres as the source of truth, the projection into Redis, and the
 //! popup API natively, all around the rules in `popup-core`.
 //!
-//! - [`config`]: flags and environment.
-//! - [`state`]: what handlers share.
-//! - [`error`]: the one HTTP error type and its mapping to status codes.
-//! - [`auth`], [`audit`]: API keys with roles; the audit trail of every write.
-//! - [`admin`]: `/admin/v1`: campaigns, segments, preview, keys, audit.
-//! - [`public`]: `/v1/campaigns/...`: popup and events, the edge's contract; `/v1/conversions` from the bank.
-//! - [`projection`]: Postgres into Redis, and the reconcile loop.
-//! - [`ingest`]: the events stream into Postgres, exactly once per event.
-//! - [`redis_store`]: carries the core's command plans to Redis, with a deadline, over connections that
-//!   remake themselves after Redis restarts or fails over ([`redis_store::link`]).
-//! - [`ops`]: health, readiness, metrics.
-//! - [`messaging`]: outbound SMS and WhatsApp: customers, message campaigns, sending, and the
-//!   `popup-origin messenger` worker.
-//! - [`gateway`]: `popup-origin gateway`, the Upstash REST protocol in front of Redis, for the edge.
+//! Its modules form layers, and each depends only on those below it (checked by `scripts/check-layers`):
+//!
+//! - roles: this file and `main.rs`: `serve`, `ingest`, and the router.
+//! - routes: [`public`] (`/v1/...`, the edge's contract, and conversions from the bank), [`admin`]
+//!   (`/admin/v1`: campaigns, segments, preview, stats, keys, audit), the routes of [`messaging`], [`ops`]
+//!   (health, readiness, metrics), and [`gateway`] (`popup-origin gateway`, the Upstash REST protocol for the
+//!   edge).
+//! - [`http`]: the error type and its mapping, extractors whose rejections are JSON errors, role
+//!   extractors, paging, bounded uploads.
+//! - background: [`projection`] (the catalog published and healed into Redis), [`ingest`] (events into
+//!   Postgres, exactly once), and the delivery engine of [`messaging`] (`popup-origin messenger`).
+//! - [`state`]: what handlers and jobs share.
+//! - data: [`db`] (the SQL of each entity, typed errors) and [`redis_store`] (connections that reconnect by
+//!   themselves, deadlines, the core's command plans over RESP).
+//! - support: [`config`], [`telemetry`], [`shutdown`].
 
 pub mod admin;
 pub mod auth;

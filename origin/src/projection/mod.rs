@@ -4,7 +4,7 @@
 //!   only on the parts of the projection Redis holds in full (see `popup_core::projection`).
 //! - [`segments`]: writing a segment version's members into customers' hashes, and marking it complete.
 //! - [`counters`]: rebuilding customers' impression counters from the events in Postgres.
-//! - [`heal`]: finding what Redis lacks (after a flush, a restart, a failover, a failed upload) and writing
+//! - [`heal`](mod@heal): finding what Redis lacks (after a flush, a restart, a failover, a failed upload) and writing
 //!   it back, highest priority first; the loop that watches for a loss and reconciles periodically.
 
 pub mod catalog;

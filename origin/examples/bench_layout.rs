@@ -758,6 +758,8 @@ struct Run {
     /// Commands Redis counted (`INFO commandstats`) during the run.
     counted: u64,
     redis_cpu_seconds: f64,
+    /// This process's CPU: the resolver, its connection and the runtime.
+    own_cpu_seconds: f64,
     elapsed: Duration,
     latencies: Vec<Duration>,
     decisions: Vec<u64>,
@@ -791,6 +793,7 @@ async fn timed(
 ) -> anyhow::Result<Run> {
     let (resolves, customers) = (args.resolves, args.customers);
     let before = snapshot(admin).await?;
+    let own_before = own_cpu_seconds()?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -816,6 +819,7 @@ async fn timed(
         round_trips: 0,
         counted: 0,
         redis_cpu_seconds: 0.0,
+        own_cpu_seconds: 0.0,
         elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(resolves),
         decisions: vec![0; resolves],
@@ -831,6 +835,7 @@ async fn timed(
         }
     }
     run.elapsed = started.elapsed();
+    run.own_cpu_seconds = own_cpu_seconds()? - own_before;
     let after = snapshot(admin).await?;
     run.counted = after.calls - before.calls;
     run.redis_cpu_seconds = after.cpu_seconds - before.cpu_seconds;
@@ -863,6 +868,20 @@ fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)
 }
 
+/// This process's CPU seconds so far (user + system, all threads), from `/proc/self/stat` in clock ticks
+/// of 1/100 s (Linux's `USER_HZ`).
+fn own_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name, in parentheses, may hold spaces: count fields after its closing one.
+    let rest = stat.rsplit_once(')').context("unexpected /proc/self/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short /proc/self/stat")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -880,19 +899,20 @@ struct Row {
 fn print_table(rows: &[Row]) {
     println!(
         "| K | layout | commands / resolve (resolver = INFO commandstats) | round trips | Redis CPU / resolve | \
-         resolves/s | p50 | p99 | Redis memory / targeted customer | monthly bill at 10k resolves/s |"
+         resolver CPU / resolve | resolves/s | p50 | p99 | Redis memory / targeted customer | monthly bill at 10k resolves/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         for (name, run, memory) in
             [("seed", &row.seed, row.seed_memory), ("ours", &row.ours, row.ours_memory)]
         {
             println!(
-                "| {} | {name} | {:.2} | {:.2} | {:.2} µs | {} | {} | {} | {:.1} B | ${} |",
+                "| {} | {name} | {:.2} | {:.2} | {:.2} µs | {:.1} µs | {} | {} | {} | {:.1} B | ${} |",
                 row.k,
                 run.per_resolve(run.counted as f64),
                 run.per_resolve(run.round_trips as f64),
                 run.per_resolve(run.redis_cpu_seconds) * 1e6,
+                run.per_resolve(run.own_cpu_seconds) * 1e6,
                 thousands(run.rate()),
                 ms(run.percentile(0.50)),
                 ms(run.percentile(0.99)),
@@ -904,11 +924,12 @@ fn print_table(rows: &[Row]) {
         let ratio =
             |ours: f64, seed: f64| if seed > 0.0 { format!("{:.3}", ours / seed) } else { "-".into() };
         println!(
-            "| {} | ours/seed | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | ours/seed | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.k,
             ratio(o.per_resolve(o.counted as f64), s.per_resolve(s.counted as f64)),
             ratio(o.per_resolve(o.round_trips as f64), s.per_resolve(s.round_trips as f64)),
             ratio(o.per_resolve(o.redis_cpu_seconds), s.per_resolve(s.redis_cpu_seconds)),
+            ratio(o.per_resolve(o.own_cpu_seconds), s.per_resolve(s.own_cpu_seconds)),
             ratio(o.rate(), s.rate()),
             ratio(o.percentile(0.50).as_secs_f64(), s.percentile(0.50).as_secs_f64()),
             ratio(o.percentile(0.99).as_secs_f64(), s.percentile(0.99).as_secs_f64()),

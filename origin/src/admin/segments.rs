@@ -9,12 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use popup_core::campaign::FieldError;
 use popup_core::ids::{SegmentId, UserId};
 use serde::Serialize;
 use serde_json::json;
 
 use super::page::{PageQuery, Paged};
+use super::upload::csv::{CsvReader, LineErrors, Read, Record};
 use super::upload::LimitedUpload;
 use crate::audit;
 use crate::auth::{Actor, Role};
@@ -24,9 +24,7 @@ use crate::state::AppState;
 
 /// Ids stored per Postgres row.
 const IDS_PER_CHUNK: usize = 10_000;
-/// Malformed lines listed in an error; the count covers them all.
-const MAX_REPORTED_ERRORS: usize = 100;
-/// First lines taken as a CSV header rather than an id.
+/// Header names of the id column, in order of preference when a header has several of them.
 const HEADER_NAMES: &[&str] = &["customer_id", "user_id", "id", "cif", "nasabah_id"];
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -51,68 +49,69 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Reads customer ids line by line from a streamed body: one id per line, or CSV whose first column is the
-/// id. Blank lines are skipped, a header line is recognised by name, duplicates are kept here and removed
-/// later by sorting.
-#[derive(Default)]
-struct IdParser {
-    partial: Vec<u8>,
-    line: usize,
-    seen_content: bool,
+/// Takes customer ids from the records of an upload. The first record is a header if one of its fields is
+/// named like an id column ([`HEADER_NAMES`], any case, any position), and that column holds the ids;
+/// otherwise the ids are in the first column and the first record is an id like the others. Other columns
+/// are ignored. Duplicates are kept here and removed later by sorting.
+#[derive(Debug, Default)]
+struct IdReader {
+    /// The id column, known from the first record on.
+    column: Option<usize>,
+    /// The ids read, duplicates included.
     ids: Vec<String>,
-    errors: Vec<FieldError>,
-    error_count: usize,
+    /// Ids read, duplicates included.
+    accepted: u64,
+    errors: LineErrors,
 }
 
-impl IdParser {
-    fn feed(&mut self, mut bytes: &[u8]) {
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-            if self.partial.is_empty() {
-                self.line(&bytes[..end]);
-            } else {
-                self.partial.extend_from_slice(&bytes[..end]);
-                let line = std::mem::take(&mut self.partial);
-                self.line(&line);
+impl IdReader {
+    fn record(&mut self, record: Read<'_>) {
+        let record = match record {
+            Ok(record) => record,
+            Err(bad) => {
+                self.column.get_or_insert(0);
+                return self.error(bad.line, bad.message);
             }
-            bytes = &bytes[end + 1..];
-        }
-        self.partial.extend_from_slice(bytes);
-    }
-
-    fn finish(mut self) -> IdParser {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.line(&line);
-        }
-        self
-    }
-
-    fn line(&mut self, raw: &[u8]) {
-        self.line += 1;
-        let Ok(text) = std::str::from_utf8(raw) else {
-            return self.error("is not UTF-8".into());
         };
-        let first_column = text.split(',').next().unwrap_or_default().trim().trim_matches('"').trim();
-        if first_column.is_empty() {
-            return;
-        }
-        let first = !self.seen_content;
-        self.seen_content = true;
-        if first && HEADER_NAMES.contains(&first_column.to_ascii_lowercase().as_str()) {
-            return;
-        }
-        match UserId::parse(first_column) {
-            Ok(_) => self.ids.push(first_column.to_string()),
-            Err(error) => self.error(error.to_string()),
+        let column = match self.column {
+            Some(column) => column,
+            None => match id_column(&record) {
+                Some(column) => {
+                    self.column = Some(column);
+                    return;
+                }
+                None => *self.column.insert(0),
+            },
+        };
+        let Some(field) = record.get(column) else {
+            let message = format!("has no field {} (the id column)", column + 1);
+            return self.error(record.line(), message);
+        };
+        let id = field.trim();
+        match UserId::parse(id) {
+            Ok(_) => {
+                self.accepted += 1;
+                if self.errors.is_empty() {
+                    self.ids.push(id.to_string());
+                }
+            }
+            Err(error) => self.error(record.line(), error),
         }
     }
 
-    fn error(&mut self, message: String) {
-        self.error_count += 1;
-        if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(FieldError { field: format!("line {}", self.line), message });
-        }
+    /// Once a line is bad nothing will be written: the ids waiting are dropped, and no more are kept.
+    fn error(&mut self, line: u64, message: impl std::fmt::Display) {
+        self.errors.add(line, message);
+        self.ids = Vec::new();
     }
+}
+
+/// The position of the id column if `record` is a header.
+fn id_column(record: &Record<'_>) -> Option<usize> {
+    HEADER_NAMES.iter().find_map(|name| {
+        (0..record.len())
+            .find(|&at| record.get(at).is_some_and(|field| field.trim().eq_ignore_ascii_case(name)))
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -120,7 +119,7 @@ pub struct UploadResult {
     #[serde(flatten)]
     pub segment: SegmentView,
     /// Lines read, duplicates included.
-    pub lines_accepted: usize,
+    pub lines_accepted: u64,
 }
 
 /// `PUT /admin/v1/segments/{name}`: replaces the segment's members with the uploaded ids.
@@ -134,26 +133,19 @@ pub async fn upload(
     actor.require(Role::Editor)?;
     check_name(&name)?;
     let mut upload = LimitedUpload::new(&headers, body, state.max_segment_bytes)?;
-    let mut parser = IdParser::default();
+    let mut csv = CsvReader::default();
+    let mut parser = IdReader::default();
     while let Some(chunk) = upload.next_chunk().await? {
-        parser.feed(&chunk);
+        csv.feed(&chunk, |record| parser.record(record));
     }
-    let mut parser = parser.finish();
-    if parser.error_count > 0 {
-        let mut fields = parser.errors;
-        if parser.error_count > fields.len() {
-            let more = parser.error_count - fields.len();
-            fields.push(FieldError {
-                field: "body".into(),
-                message: format!("and {more} more malformed lines"),
-            });
-        }
-        return Err(ApiError::Invalid(fields));
+    csv.finish(|record| parser.record(record));
+    if !parser.errors.is_empty() {
+        return Err(parser.errors.into_error());
     }
     if parser.ids.is_empty() {
         return Err(ApiError::field("body", "no customer ids in the upload"));
     }
-    let lines_accepted = parser.ids.len();
+    let lines_accepted = parser.accepted;
     parser.ids.sort_unstable();
     parser.ids.dedup();
     let segment = replace_members(&state, &actor, &name, parser.ids).await?;
@@ -316,34 +308,56 @@ pub async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::IdParser;
+    use super::*;
 
-    fn parse(chunks: &[&str]) -> IdParser {
-        let mut parser = IdParser::default();
+    fn parse(chunks: &[&str]) -> IdReader {
+        let mut csv = CsvReader::default();
+        let mut reader = IdReader::default();
         for chunk in chunks {
-            parser.feed(chunk.as_bytes());
+            csv.feed(chunk.as_bytes(), |record| reader.record(record));
         }
-        parser.finish()
+        csv.finish(|record| reader.record(record));
+        reader
+    }
+
+    fn lines(reader: &IdReader) -> Vec<&str> {
+        reader.errors.listed().iter().map(|e| e.field.as_str()).collect()
     }
 
     #[test]
     fn ids_are_read_across_chunk_boundaries_with_header_csv_and_blank_lines() {
         let parser = parse(&["customer_id,name\r\n c-1 ,Ani\n\nc-", "2,Budi\n\"c-3\"\nc-1", "\nc-4"]);
         assert_eq!(parser.ids, ["c-1", "c-2", "c-3", "c-1", "c-4"]);
-        assert_eq!(parser.error_count, 0);
+        assert!(parser.errors.is_empty());
     }
 
     #[test]
     fn malformed_lines_are_reported_with_their_numbers() {
         let parser = parse(&["c-1\nbad id\nc-2\n{x}\n"]);
-        assert_eq!(parser.error_count, 2);
-        let lines: Vec<&str> = parser.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(lines, ["line 2", "line 4"]);
+        assert_eq!(lines(&parser), ["line 2", "line 4"]);
     }
 
     #[test]
     fn a_header_is_only_recognised_on_the_first_line() {
         let parser = parse(&["c-1\nid\n"]);
         assert_eq!(parser.ids, ["c-1", "id"]);
+    }
+
+    #[test]
+    fn the_id_column_is_found_by_name_anywhere_in_the_header() {
+        let parser = parse(&["Name,Phone,CIF\nAni,+62811,cif-1\n\"Budi, Jr\",+62812,\"cif-2\"\n"]);
+        assert_eq!(parser.ids, ["cif-1", "cif-2"]);
+        let parser = parse(&["id,customer_id\n1,c-1\n"]);
+        assert_eq!(parser.ids, ["c-1"], "customer_id is preferred to id");
+        let parser = parse(&["c-1,Ani\nc-2\n"]);
+        assert_eq!(parser.ids, ["c-1", "c-2"], "no header: the first column, from the first line");
+    }
+
+    #[test]
+    fn a_line_without_the_id_column_or_with_a_bad_id_is_malformed() {
+        let parser = parse(&["name,customer_id\nAni,c-1\nBudi\n\"Citra\",\"c,3\"\n,\n"]);
+        assert_eq!(lines(&parser), ["line 3", "line 4"]);
+        assert_eq!(parser.errors.listed()[0].message, "has no field 2 (the id column)");
+        assert!(parser.ids.is_empty(), "nothing is kept once a line is bad");
     }
 }

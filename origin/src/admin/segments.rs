@@ -44,6 +44,9 @@ use crate::state::AppState;
 const IDS_PER_CHUNK: usize = 10_000;
 /// Chunks read ahead while one is being written, so that the body is read and parsed meanwhile.
 const CHUNKS_AHEAD: usize = 2;
+/// Bytes of the body parsed between two yields to the runtime. A body chunk can be hundreds of KiB, whose
+/// parsing would hold a worker thread for milliseconds while popup requests wait behind it.
+const PARSE_SLICE: usize = 32 << 10;
 /// Header names of the id column, in order of preference when a header has several of them.
 const HEADER_NAMES: &[&str] = &["customer_id", "user_id", "id", "cif", "nasabah_id"];
 
@@ -189,12 +192,15 @@ async fn stream_members(mut upload: LimitedUpload, version: &mut NewVersion<'_>)
         let mut csv = CsvReader::default();
         let mut ids = IdReader::default();
         while let Some(body) = upload.next_chunk().await? {
-            csv.feed(&body, |record| ids.record(record));
-            while let Some(chunk) = ids.full_chunk() {
-                if chunks.send(chunk).await.is_err() {
-                    // The writer stopped on an error, which is the answer.
-                    return Ok(None);
+            for slice in body.chunks(PARSE_SLICE) {
+                csv.feed(slice, |record| ids.record(record));
+                while let Some(chunk) = ids.full_chunk() {
+                    if chunks.send(chunk).await.is_err() {
+                        // The writer stopped on an error, which is the answer.
+                        return Ok(None);
+                    }
                 }
+                tokio::task::yield_now().await;
             }
         }
         csv.finish(|record| ids.record(record));

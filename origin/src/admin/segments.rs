@@ -107,6 +107,9 @@ impl IdReader {
                 None => *self.column.insert(0),
             },
         };
+        if record.has_nul() {
+            return self.error(record.line(), "must not contain the NUL character");
+        }
         let Some(field) = record.get(column) else {
             let message = format!("has no field {} (the id column)", column + 1);
             return self.error(record.line(), message);
@@ -662,6 +665,13 @@ mod tests {
         assert_eq!(lines(&parser), ["line 3", "line 4"]);
         assert_eq!(parser.errors.listed()[0].message, "has no field 2 (the id column)");
         assert_eq!(parser.last_chunk(), None, "nothing is handed over once a line is bad");
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_line_makes_it_malformed() {
+        let parser = parse(&["c-1,Ani\nc-2,B\0di\nc-\x003\n"]);
+        assert_eq!(lines(&parser), ["line 2", "line 3"]);
+        assert_eq!(parser.errors.listed()[0].message, "must not contain the NUL character");
     }
 
     #[test]

@@ -66,6 +66,12 @@ impl<'a> Record<'a> {
         self.text.get(start..end)
     }
 
+    /// Whether a field holds the NUL character, which Postgres cannot store: such a line is malformed
+    /// even where the field would not be stored, so that every upload refuses it alike.
+    pub fn has_nul(&self) -> bool {
+        self.text.as_bytes().contains(&0)
+    }
+
     pub fn fields(&self) -> impl Iterator<Item = &'a str> + '_ {
         (0..self.len()).filter_map(|index| self.get(index))
     }

@@ -12,8 +12,8 @@
 //! new version's rows are deleted from Postgres. What it wrote to Redis stays, and is harmless: a customer's
 //! field for the new version's parity holds a version number that no catalog will ever name (versions come
 //! from a sequence, see `migrations/0001_origin.sql`), and membership is that field being equal to the
-//! version the catalog names (`popup_core::store`). The next upload of that parity unmarks the field's
-//! readiness before it writes, and overwrites the fields of its own members.
+//! version the catalog names (`popup_core::store`). The next upload of that parity removes the parity's
+//! readiness mark before it writes (`SegmentLoad::start`), and overwrites the fields of its own members.
 //!
 //! Memory is a few chunks whatever the size of the upload: duplicates are removed within each chunk, and
 //! the member count is made exact at the end (see [`NewVersion::member_count`]).
@@ -241,7 +241,7 @@ async fn stream_members(mut upload: LimitedUpload, version: &mut NewVersion<'_>)
 /// write the same parity; when the first switches to its version, the second would still be overwriting
 /// the fields of that parity, which are now the live ones, and members of the first would drop out.
 /// Failing the second at its switch would be too late, so it is refused at its start with 409 instead
-/// (an upload is seconds; the client retries). The switch still checks that the segment did not change,
+/// (an upload takes seconds, tens of seconds for ten million ids; the client retries). The switch still checks that the segment did not change,
 /// which catches a delete during the upload, or an origin without this lock during a rolling upgrade.
 ///
 /// The lock is a session-level advisory lock. It is released by [`NewVersion::end`], or, if the request
@@ -392,7 +392,10 @@ impl<'a> NewVersion<'a> {
 
     /// The members of the new version, each counted once. Chunks are sorted and free of duplicates each,
     /// so when every chunk begins above the end of the one before (a sorted file), no id can be in two and
-    /// the count is their sum. Otherwise Postgres counts the distinct ids of the stored chunks.
+    /// the count is their sum. Otherwise Postgres counts the distinct ids of the stored chunks. An id left
+    /// in two chunks is otherwise harmless: it is written to Redis twice (`HSET`, the same field and
+    /// value), by the upload and by a restore, which reads the chunks in order; and the sends that read a
+    /// segment's members match customers by `IN`.
     async fn member_count(&mut self, target: &Target<'_>) -> Result<i64, ApiError> {
         if !target.overlap {
             return Ok(target.stored);

@@ -18,7 +18,6 @@
 //! - support: [`config`], [`telemetry`], [`shutdown`].
 
 pub mod admin;
-pub mod auth;
 pub mod config;
 pub mod db;
 pub mod gateway;

@@ -332,7 +332,7 @@ async fn nul_in_a_query_a_path_or_a_json_body_is_refused_naming_it(db: PgPool) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
         )
-        .naming("row 3"),
+        .naming("line 3"),
     ];
     run(&fixture, &cases).await;
 }

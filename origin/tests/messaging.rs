@@ -212,11 +212,11 @@ async fn an_import_is_all_or_nothing_with_row_numbers_and_can_be_rerun(db: PgPoo
         .unwrap();
     assert_eq!(name, "Budi, Jr");
 
-    // Bad rows: reported by number (the header is row 1), and nothing of the file is kept.
+    // Bad rows: reported by line number (the header is line 1), and nothing of the file is kept.
     let bad = "phone,first_name\n+6281000009,New\n0812,Bad\n+6281000010\n+6281000011,Fine\n";
     let (status, body) = import(&app, bad).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(field_names(&body), ["row 3", "row 4"]);
+    assert_eq!(field_names(&body), ["line 3", "line 4"]);
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM customers").fetch_one(&app.state.db).await.unwrap();
     assert_eq!(count, 3, "nothing of the bad file was written");

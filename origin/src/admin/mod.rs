@@ -1,13 +1,12 @@
-//! The admin API under `/admin/v1`, authenticated by API key (see [`crate::auth`]).
+//! The admin API under `/admin/v1`, authenticated by API key with the role each route names (see
+//! [`crate::http::auth`]).
 
 pub mod audit;
 pub mod campaigns;
 pub mod keys;
 pub mod preview;
 pub mod segments;
-pub use crate::db::campaign_spec as spec;
 pub mod stats;
-pub mod upload;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 use super::audit::{self, Actor};
 use super::{DbError, DbResult};
@@ -156,4 +156,36 @@ pub async fn in_segment<'e>(db: impl PgExecutor<'e>, name: &str) -> DbResult<Vec
     .bind(name)
     .fetch_all(db)
     .await?)
+}
+
+/// Creates or updates by phone each of `rows` (phones unique among them), keeping what a row leaves out
+/// (`None`) as stored; in the import's transaction. Returns, per row, whether it was new.
+pub async fn upsert<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[NewCustomer<'a>],
+) -> Result<Vec<bool>, CreateError> {
+    let column = |get: fn(&NewCustomer<'a>) -> Option<&'a str>| rows.iter().map(get).collect::<Vec<_>>();
+    sqlx::query_scalar(
+        "INSERT INTO customers (phone, external_id, first_name, last_name, email, location, preferred_product)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+         ON CONFLICT (phone) DO UPDATE SET
+             external_id = COALESCE(EXCLUDED.external_id, customers.external_id),
+             first_name = COALESCE(EXCLUDED.first_name, customers.first_name),
+             last_name = COALESCE(EXCLUDED.last_name, customers.last_name),
+             email = COALESCE(EXCLUDED.email, customers.email),
+             location = COALESCE(EXCLUDED.location, customers.location),
+             preferred_product = COALESCE(EXCLUDED.preferred_product, customers.preferred_product),
+             updated_at = now()
+         RETURNING (xmax = 0)",
+    )
+    .bind(column(|c| Some(c.phone)))
+    .bind(column(|c| c.external_id))
+    .bind(column(|c| c.first_name))
+    .bind(column(|c| c.last_name))
+    .bind(column(|c| c.email))
+    .bind(column(|c| c.location))
+    .bind(column(|c| c.preferred_product))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(taken)
 }

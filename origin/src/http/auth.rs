@@ -12,10 +12,6 @@ use crate::db::keys;
 use crate::state::AppState;
 
 /// The caller, authenticated, whatever their role.
-pub(crate) async fn any_role(parts: &Parts, state: &AppState) -> Result<Actor, ApiError> {
-    authenticate(parts, state).await
-}
-
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Actor, ApiError> {
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
     let key = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod page;
+pub mod upload;
 
 pub use auth::{Admin, Editor, PostsConversions, Viewer};
 pub use error::ApiError;

@@ -4,8 +4,10 @@
 //! (a template renders a missing field as its fallback, or nothing).
 //!
 //! An import is all or nothing: rows are written inside one transaction as the body streams in, and if any
-//! row is malformed nothing is kept and the answer lists the bad rows by number (the header is row 1). A row
-//! whose phone is already known replaces that customer's fields, so an import can be run again.
+//! row is malformed nothing is kept and the answer lists the bad rows by line number, as segment uploads do
+//! (the file is read by [`crate::http::upload::csv`]: the header is line 1, and a row whose quoted field
+//! spans lines is numbered by its first). A row whose phone is already known replaces that customer's
+//! fields, so an import can be run again.
 
 use std::collections::HashMap;
 
@@ -19,11 +21,11 @@ use serde_json::json;
 use sqlx::{Postgres, Transaction};
 
 use super::phone::{is_e164, E164_MESSAGE};
-use crate::admin::upload::LimitedUpload;
-use crate::auth::{Actor, Require, Role};
 use crate::db::audit;
 use crate::db::customers::{self, CreateError, CustomerView};
 use crate::http::page::{PageQuery, Paged};
+use crate::http::upload::csv::{CsvReader, LineErrors, Read};
+use crate::http::upload::LimitedUpload;
 use crate::http::{ApiError, Editor, JsonBody, Path, Query, Viewer};
 use crate::state::AppState;
 
@@ -31,8 +33,6 @@ use crate::state::AppState;
 const MAX_FIELD_CHARS: usize = 200;
 /// Rows written per statement during an import.
 const ROWS_PER_BATCH: usize = 5_000;
-/// Malformed rows listed in an error; the count covers them all.
-const MAX_REPORTED_ERRORS: usize = 100;
 /// The CSV columns an import understands; `phone` is required.
 const COLUMNS: [&str; 7] =
     ["phone", "external_id", "first_name", "last_name", "email", "location", "preferred_product"];
@@ -110,18 +110,26 @@ fn looks_like_email(email: &str) -> bool {
     }
 }
 
-/// Unique phones and external ids answer 409 with what clashed.
-fn conflict(error: sqlx::Error) -> ApiError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let what = if db.constraint().is_some_and(|c| c.contains("external_id")) {
-                "external_id"
-            } else {
-                "phone"
-            };
-            ApiError::Conflict(format!("another customer has that {what}"))
+impl NewCustomer {
+    /// As `db::customers` writes it.
+    fn as_row(&self) -> customers::NewCustomer<'_> {
+        customers::NewCustomer {
+            phone: &self.phone,
+            external_id: self.external_id.as_deref(),
+            first_name: self.first_name.as_deref(),
+            last_name: self.last_name.as_deref(),
+            email: self.email.as_deref(),
+            location: self.location.as_deref(),
+            preferred_product: self.preferred_product.as_deref(),
         }
-        _ => error.into(),
+    }
+}
+
+/// Unique phones and external ids answer 409 with what clashed.
+fn taken(error: CreateError) -> ApiError {
+    match error {
+        CreateError::Taken(_) => ApiError::Conflict(error.to_string()),
+        CreateError::Db(error) => error.into(),
     }
 }
 
@@ -134,19 +142,7 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let new = customers::NewCustomer {
-        phone: &customer.phone,
-        external_id: customer.external_id.as_deref(),
-        first_name: customer.first_name.as_deref(),
-        last_name: customer.last_name.as_deref(),
-        email: customer.email.as_deref(),
-        location: customer.location.as_deref(),
-        preferred_product: customer.preferred_product.as_deref(),
-    };
-    let row = customers::create(&state.db, &actor, &new).await.map_err(|error| match error {
-        CreateError::Taken(what) => ApiError::Conflict(format!("another customer has that {what}")),
-        CreateError::Db(error) => error.into(),
-    })?;
+    let row = customers::create(&state.db, &actor, &customer.as_row()).await.map_err(taken)?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -193,20 +189,19 @@ pub struct ImportResult {
 /// required, in any order).
 pub async fn import(
     State(state): State<AppState>,
-    actor: Actor,
+    Editor(actor): Editor,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportResult>, ApiError> {
-    actor.require(Role::Editor)?;
     let mut upload = LimitedUpload::new(&headers, body, state.max_segment_bytes)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let mut import = Import::default();
-    let mut csv = CsvRecords::default();
+    let mut csv = CsvReader::default();
     while let Some(chunk) = upload.next_chunk().await? {
-        csv.feed(&chunk, |record| import.record(record))?;
+        csv.feed(&chunk, |record| import.record(record));
         import.flush_if_full(&mut tx).await?;
     }
-    csv.finish(|record| import.record(record))?;
+    csv.finish(|record| import.record(record));
     import.finish(&mut tx).await?;
     let result = ImportResult { rows: import.rows, inserted: import.inserted, updated: import.updated };
     audit::record(&mut tx, &actor, "import", "customer", "*", None, Some(json!(result))).await?;
@@ -220,36 +215,34 @@ struct Import {
     /// Position of each of [`COLUMNS`] in the file; `None` until the header is read.
     columns: Option<[Option<usize>; COLUMNS.len()]>,
     width: usize,
-    /// Records seen, the header included: a record's row number.
-    row: u64,
     rows: u64,
     pending: Vec<NewCustomer>,
     inserted: u64,
     updated: u64,
-    errors: Vec<FieldError>,
-    error_count: usize,
+    errors: LineErrors,
     /// A problem with the file as a whole (its header): nothing else is worth reading.
     fatal: Option<ApiError>,
 }
 
 impl Import {
-    fn record(&mut self, record: Result<Vec<String>, String>) {
-        self.row += 1;
+    fn record(&mut self, record: Read<'_>) {
         if self.fatal.is_some() {
             return;
         }
-        let fields = match record {
-            Ok(fields) => fields,
-            Err(message) => return self.error(message),
+        let record = match record {
+            Ok(record) => record,
+            Err(bad) => return self.errors.add_bad(bad),
         };
         let Some(columns) = self.columns else {
-            return self.header(fields);
+            return self.header(record.fields().collect());
         };
         self.rows += 1;
-        if fields.len() != self.width {
-            return self.error(format!("has {} fields; the header has {}", fields.len(), self.width));
+        let line = record.line();
+        if record.len() != self.width {
+            let message = format!("has {} fields; the header has {}", record.len(), self.width);
+            return self.errors.add(line, message);
         }
-        let value = |index: usize| columns[index].map(|at| fields[at].clone());
+        let value = |index: usize| columns[index].and_then(|at| record.get(at)).map(str::to_string);
         let customer = NewCustomer {
             phone: value(0).unwrap_or_default(),
             external_id: value(1),
@@ -262,20 +255,20 @@ impl Import {
         let (customer, errors) = customer.normalize();
         if errors.is_empty() {
             // Once a row is bad nothing will be written, so the rest are only checked.
-            if self.error_count == 0 {
+            if self.errors.is_empty() {
                 self.pending.push(customer);
             }
         } else {
             let message =
                 errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>();
-            self.error(message.join("; "));
+            self.errors.add(line, message.join("; "));
         }
     }
 
-    fn header(&mut self, fields: Vec<String>) {
+    fn header(&mut self, fields: Vec<&str>) {
         let mut columns = [None; COLUMNS.len()];
         for (at, name) in fields.iter().enumerate() {
-            let name = name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase();
+            let name = name.trim().to_ascii_lowercase();
             match COLUMNS.iter().position(|c| *c == name) {
                 Some(index) if columns[index].is_some() => {
                     self.fatal = Some(ApiError::field("header", format!("column {name:?} appears twice")));
@@ -299,13 +292,6 @@ impl Import {
         self.width = fields.len();
     }
 
-    fn error(&mut self, message: String) {
-        self.error_count += 1;
-        if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(FieldError { field: format!("row {}", self.row), message });
-        }
-    }
-
     async fn flush_if_full(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
         if let Some(fatal) = self.fatal.take() {
             return Err(fatal);
@@ -320,16 +306,8 @@ impl Import {
         if let Some(fatal) = self.fatal.take() {
             return Err(fatal);
         }
-        if self.error_count > 0 {
-            let mut fields = std::mem::take(&mut self.errors);
-            if self.error_count > fields.len() {
-                let more = self.error_count - fields.len();
-                fields.push(FieldError {
-                    field: "body".into(),
-                    message: format!("and {more} more malformed rows"),
-                });
-            }
-            return Err(ApiError::Invalid(fields));
+        if !self.errors.is_empty() {
+            return Err(std::mem::take(&mut self.errors).into_error());
         }
         if self.columns.is_none() || self.rows == 0 {
             return Err(ApiError::field("body", "no customers in the upload"));
@@ -340,7 +318,7 @@ impl Import {
     /// Upserts the pending rows by phone. A phone twice in one statement would be an error in Postgres,
     /// so within a batch the later row wins, as it would across batches.
     async fn write(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ApiError> {
-        if self.error_count > 0 || self.pending.is_empty() {
+        if !self.errors.is_empty() || self.pending.is_empty() {
             self.pending.clear();
             return Ok(());
         }
@@ -355,31 +333,8 @@ impl Import {
             .filter(|(i, c)| latest.get(&c.phone) == Some(i))
             .map(|(_, c)| c)
             .collect();
-        let column =
-            |get: fn(&NewCustomer) -> Option<String>| rows.iter().map(|c| get(c)).collect::<Vec<_>>();
-        let inserted: Vec<bool> = sqlx::query_scalar(
-            "INSERT INTO customers (phone, external_id, first_name, last_name, email, location, preferred_product)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-             ON CONFLICT (phone) DO UPDATE SET
-                 external_id = COALESCE(EXCLUDED.external_id, customers.external_id),
-                 first_name = COALESCE(EXCLUDED.first_name, customers.first_name),
-                 last_name = COALESCE(EXCLUDED.last_name, customers.last_name),
-                 email = COALESCE(EXCLUDED.email, customers.email),
-                 location = COALESCE(EXCLUDED.location, customers.location),
-                 preferred_product = COALESCE(EXCLUDED.preferred_product, customers.preferred_product),
-                 updated_at = now()
-             RETURNING (xmax = 0)",
-        )
-        .bind(column(|c| Some(c.phone.clone())))
-        .bind(column(|c| c.external_id.clone()))
-        .bind(column(|c| c.first_name.clone()))
-        .bind(column(|c| c.last_name.clone()))
-        .bind(column(|c| c.email.clone()))
-        .bind(column(|c| c.location.clone()))
-        .bind(column(|c| c.preferred_product.clone()))
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(conflict)?;
+        let rows: Vec<customers::NewCustomer<'_>> = rows.iter().map(|c| c.as_row()).collect();
+        let inserted = customers::upsert(tx, &rows).await.map_err(taken)?;
         let new = inserted.iter().filter(|i| **i).count() as u64;
         self.inserted += new;
         self.updated += inserted.len() as u64 - new;
@@ -388,97 +343,31 @@ impl Import {
     }
 }
 
-/// CSV records from a body that arrives in chunks, with `csv_core` (RFC 4180: quotes, doubled quotes,
-/// commas and newlines inside quotes, CRLF or LF). Memory is one record at a time.
-struct CsvRecords {
-    reader: csv_core::Reader,
-    output: Vec<u8>,
-    used: usize,
-    ends: Vec<usize>,
-    fields: usize,
-}
-
-impl Default for CsvRecords {
-    fn default() -> Self {
-        CsvRecords {
-            reader: csv_core::Reader::new(),
-            output: vec![0; 4096],
-            used: 0,
-            ends: vec![0; 16],
-            fields: 0,
-        }
-    }
-}
-
-impl CsvRecords {
-    fn feed(
-        &mut self,
-        mut input: &[u8],
-        mut emit: impl FnMut(Result<Vec<String>, String>),
-    ) -> Result<(), ApiError> {
-        // An empty slice means "end of input" to csv_core; an empty chunk is no such thing.
-        if input.is_empty() {
-            return Ok(());
-        }
-        loop {
-            let (result, read, written, ended) =
-                self.reader.read_record(input, &mut self.output[self.used..], &mut self.ends[self.fields..]);
-            input = &input[read..];
-            self.used += written;
-            self.fields += ended;
-            match result {
-                csv_core::ReadRecordResult::InputEmpty | csv_core::ReadRecordResult::End => return Ok(()),
-                csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
-                csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
-                csv_core::ReadRecordResult::Record => emit(self.take()),
-            }
-        }
-    }
-
-    fn finish(&mut self, mut emit: impl FnMut(Result<Vec<String>, String>)) -> Result<(), ApiError> {
-        loop {
-            let (result, _, written, ended) =
-                self.reader.read_record(&[], &mut self.output[self.used..], &mut self.ends[self.fields..]);
-            self.used += written;
-            self.fields += ended;
-            match result {
-                csv_core::ReadRecordResult::Record => emit(self.take()),
-                csv_core::ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
-                csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
-                csv_core::ReadRecordResult::End | csv_core::ReadRecordResult::InputEmpty => return Ok(()),
-            }
-        }
-    }
-
-    fn take(&mut self) -> Result<Vec<String>, String> {
-        let mut fields = Vec::with_capacity(self.fields);
-        let mut start = 0;
-        let mut result = Ok(());
-        for &end in &self.ends[..self.fields] {
-            match std::str::from_utf8(&self.output[start..end]) {
-                Ok(text) => fields.push(text.to_string()),
-                Err(_) => result = Err("is not UTF-8".to_string()),
-            }
-            start = end;
-        }
-        self.used = 0;
-        self.fields = 0;
-        result.map(|()| fields)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn records(chunks: &[&str]) -> Vec<Result<Vec<String>, String>> {
-        let mut csv = CsvRecords::default();
+    /// Each record as its line and fields, or its error, read as the import reads them.
+    fn records(chunks: &[&str]) -> Vec<Result<(u64, Vec<String>), String>> {
+        let mut csv = CsvReader::default();
         let mut out = Vec::new();
+        let mut emit = |read: Read<'_>| {
+            out.push(read.map(|r| (r.line(), r.fields().map(String::from).collect())).map_err(|e| e.message))
+        };
         for chunk in chunks {
-            csv.feed(chunk.as_bytes(), |r| out.push(r)).unwrap();
+            csv.feed(chunk.as_bytes(), &mut emit);
         }
-        csv.finish(|r| out.push(r)).unwrap();
+        csv.finish(&mut emit);
         out
+    }
+
+    /// Runs the records of `text` through an import, without writing.
+    fn import(text: &str) -> Import {
+        let mut csv = CsvReader::default();
+        let mut import = Import::default();
+        csv.feed(text.as_bytes(), |record| import.record(record));
+        csv.finish(|record| import.record(record));
+        import
     }
 
     #[test]
@@ -490,45 +379,45 @@ mod tests {
         let bytes: Vec<String> = text.chars().map(String::from).collect();
         let split = records(&bytes.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(whole, split, "chunking does not matter");
-        let expected: Vec<Result<Vec<String>, String>> = vec![
-            Ok(vec!["phone".into(), "first_name".into()]),
-            Ok(vec!["+6281".into(), "Siti, \"S\"".into()]),
-            Ok(vec!["+6282".into(), "two\nlines".into()]),
-            Ok(vec!["+6283".into(), long]),
+        let expected: Vec<Result<(u64, Vec<String>), String>> = vec![
+            Ok((1, vec!["phone".into(), "first_name".into()])),
+            Ok((2, vec!["+6281".into(), "Siti, \"S\"".into()])),
+            Ok((3, vec!["+6282".into(), "two\nlines".into()])),
+            Ok((6, vec!["+6283".into(), long])),
         ];
         assert_eq!(whole, expected, "the blank line is skipped");
     }
 
     #[test]
     fn rows_are_checked_and_numbered() {
-        let mut import = Import::default();
-        for record in
-            records(&["Phone,first_name,email\n+6281234567,Ani,\n081234,Budi,x\n+6281234568,Citra\n"])
-        {
-            import.record(record);
-        }
+        let import = import("Phone,first_name,email\n+6281234567,Ani,\n081234,Budi,x\n+6281234568,Citra\n");
         assert_eq!(import.rows, 3);
         // The good row before the first bad one waits; `write` drops it once there are errors.
         assert_eq!(import.pending.len(), 1);
-        let fields: Vec<&str> = import.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["row 3", "row 4"]);
-        assert!(import.errors[0].message.contains("phone: must be in E.164"), "{:?}", import.errors);
-        assert!(import.errors[0].message.contains("email"));
-        assert_eq!(import.errors[1].message, "has 2 fields; the header has 3");
+        let errors = import.errors.listed();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["line 3", "line 4"]);
+        assert!(errors[0].message.contains("phone: must be in E.164"), "{errors:?}");
+        assert!(errors[0].message.contains("email"));
+        assert_eq!(errors[1].message, "has 2 fields; the header has 3");
+    }
+
+    #[test]
+    fn a_row_is_numbered_by_the_line_it_starts_on() {
+        let import = import("phone,first_name\n+6281234567,\"Ani\nand\nBudi\"\n\n0812,Citra\n");
+        let fields: Vec<&str> = import.errors.listed().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["line 6"], "lines 2-4 are one row, line 5 is blank");
     }
 
     #[test]
     fn a_nul_in_a_row_is_reported_with_its_row_and_column() {
-        let mut import = Import::default();
-        for record in records(&["phone,first_name,location\n+6281234567,Ani,\n+6281234568,B\0di,x\0\n"]) {
-            import.record(record);
-        }
+        let import = import("phone,first_name,location\n+6281234567,Ani,\n+6281234568,B\0di,x\0\n");
         let errors: Vec<(&str, &str)> =
-            import.errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+            import.errors.listed().iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
         assert_eq!(
             errors,
             [(
-                "row 3",
+                "line 3",
                 "first_name: must not contain the NUL character; location: must not contain the NUL character"
             )]
         );
@@ -537,9 +426,8 @@ mod tests {
     #[test]
     fn the_header_must_name_known_columns_and_a_phone() {
         for header in ["name,phone", "first_name", "phone,phone"] {
-            let mut import = Import::default();
-            import.record(Ok(header.split(',').map(String::from).collect()));
-            assert!(import.fatal.is_some(), "{header}");
+            assert!(import(header).fatal.is_some(), "{header}");
         }
+        assert!(import("\u{feff}Phone\r\n+6281234567\r\n").fatal.is_none(), "a BOM is not part of the name");
     }
 }

@@ -1,6 +1,13 @@
-//! A request body read chunk by chunk within a byte limit: uploads are streamed so their size never sits in
-//! memory, and an oversize one is refused (413) as soon as it is known to be, by its declared length or by
-//! what has arrived.
+//! Uploaded files: segment ids (`PUT /admin/v1/segments/{name}`) and customer imports
+//! (`POST /admin/v1/customers/import`).
+//!
+//! Both are read the same way, so that a file accepted by one is read alike by the other and their errors
+//! look the same:
+//! - [`LimitedUpload`]: the request body chunk by chunk within a byte limit (413 above it);
+//! - [`csv::CsvReader`]: RFC 4180 CSV records fed from those chunks, numbered by line;
+//! - [`csv::LineErrors`]: the malformed lines, listed as `line N` in a 422.
+
+pub mod csv;
 
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::{header, HeaderMap};
@@ -8,6 +15,9 @@ use futures_util::StreamExt;
 
 use crate::http::ApiError;
 
+/// A request body read chunk by chunk within a byte limit: uploads are streamed so their size never sits in
+/// memory, and an oversize one is refused (413) as soon as it is known to be, by its declared length or by
+/// what has arrived.
 #[derive(Debug)]
 pub struct LimitedUpload {
     stream: BodyDataStream,

@@ -119,6 +119,20 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `popup-origin healthcheck`: GETs `url` (a role's `/healthz`) and is `Ok` only for a 200 within `timeout`,
+/// connection included. It stands in for curl, which the image does not have. No proxy from the environment
+/// and no redirects: the answer is the role's own.
+pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let status = client.get(url).send().await?.status();
+    anyhow::ensure!(status == reqwest::StatusCode::OK, "{url} answered {status}");
+    Ok(())
+}
+
 /// Resolves on SIGTERM or Ctrl-C: every role of the binary stops on either. The handlers are installed when
 /// this is called, not when the future is first polled, so a role calls it before it starts listening: a
 /// SIGTERM that arrives as soon as the port opens still stops it cleanly rather than killing it.

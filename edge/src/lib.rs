@@ -3,7 +3,7 @@
 //! It is an adapter around `popup-core`: every business rule lives in the core, and the origin serves the
 //! same API around the same functions, so both answer a request alike. Layout:
 //! - this file: the fetch handler and the router ([`route`]);
-//! - [`routes`]: the popup and event endpoints, and their request parsing;
+//! - [`routes`]: the popup and event endpoints, and their request parsing; `/healthz`;
 //! - [`error`]: the one error type, mapped to a status and a JSON body;
 //! - [`config`]: wrangler vars and secrets;
 //! - [`rest`]: the Upstash REST protocol (request bodies, replies), plain Rust tested natively;
@@ -27,6 +27,7 @@ use crate::error::EdgeError;
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let path = req.path();
     let result = match (route(&path), req.method()) {
+        (Some(Route::Health), Method::Get) => routes::healthz(),
         (Some(Route::Popup), Method::Get) => routes::popup(req, env, &ctx).await,
         (Some(Route::Event { id, kind }), Method::Post) => routes::event(req, env, id, kind).await,
         (Some(_), _) => Err(EdgeError::MethodNotAllowed),
@@ -39,6 +40,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 /// The routes of the public API, with the raw path segments they capture.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'p> {
+    /// `GET /healthz`
+    Health,
     /// `GET /v1/campaigns/popup`
     Popup,
     /// `POST /v1/campaigns/{id}/{kind}`
@@ -46,8 +49,11 @@ pub enum Route<'p> {
 }
 
 /// The router: a path to its route, if any. A `match` over the segments rather than `worker::Router`,
-/// whose route tree and boxed handlers cost about 25 KB of the 400 KB wasm budget for two routes.
+/// whose route tree and boxed handlers cost about 25 KB of the 400 KB wasm budget for three routes.
 pub fn route(path: &str) -> Option<Route<'_>> {
+    if path == "/healthz" {
+        return Some(Route::Health);
+    }
     let mut segments = path.strip_prefix('/')?.split('/');
     let route = match (segments.next()?, segments.next()?, segments.next()?, segments.next()) {
         ("v1", "campaigns", "popup", None) => Route::Popup,
@@ -65,6 +71,7 @@ mod tests {
 
     #[test]
     fn paths_route_like_the_origins() {
+        assert_eq!(route("/healthz"), Some(Route::Health));
         assert_eq!(route("/v1/campaigns/popup"), Some(Route::Popup));
         assert_eq!(route("/v1/campaigns/12/click"), Some(Route::Event { id: "12", kind: "click" }));
         // The kind and the id are checked by the handler, in the origin's order (404, then 400).
@@ -74,6 +81,9 @@ mod tests {
             "/",
             "",
             "/v1",
+            "/healthz/",
+            "/healthz/x",
+            "/v1/healthz",
             "/v1/campaigns",
             "/v1/campaigns/",
             "/v1/campaigns/popup/",

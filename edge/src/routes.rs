@@ -5,6 +5,7 @@
 //! - `GET /v1/campaigns/popup?user_id=..`: 200 with the popup, or 204.
 //! - `POST /v1/campaigns/{id}/{impression|click|dismiss}` with `{user_id, impression_token}`: 202 with
 //!   `{"recorded": bool}` (false for a retry of an event already recorded).
+//! - `GET /healthz`: 200 `ok`, as the origin answers.
 //!
 //! Request parsing is plain functions, tested natively; the handlers add the I/O.
 
@@ -95,6 +96,13 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
     let outcome = plan.read(RedisClient::new(&config.redis).pipeline(plan.commands()).await?)?;
     let accepted = EventAccepted { recorded: outcome == EventOutcome::Recorded };
     Ok(Response::from_json(&accepted)?.with_status(202))
+}
+
+/// `GET /healthz`: 200 `ok`, like the origin's. Answering is the proof of life: it reads no configuration
+/// and sends nothing to Redis, so a monitor probing it costs no Redis request and passes while Redis is
+/// down (the popup API then answers 503, which is what a readiness check would look at).
+pub fn healthz() -> Result<Response, EdgeError> {
+    Ok(Response::ok("ok")?)
 }
 
 /// The customer and the request context from the request URL's query, as the origin reads them, plus the

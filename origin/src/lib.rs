@@ -118,3 +118,17 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// `popup-origin healthcheck`: GETs `url` (a role's `/healthz`) and is `Ok` only for a 200 within `timeout`,
+/// connection included. It stands in for curl, which the image does not have. No proxy from the environment
+/// and no redirects: the answer is the role's own.
+pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let status = client.get(url).send().await?.status();
+    anyhow::ensure!(status == reqwest::StatusCode::OK, "{url} answered {status}");
+    Ok(())
+}

@@ -1,7 +1,10 @@
 //! `popup-origin serve` runs the service; `popup-origin migrate` only applies the migrations;
 //! `popup-origin ingest` only moves events into Postgres; `popup-origin gateway` serves the Upstash REST
 //! protocol in front of Redis for the edge; `popup-origin messenger` delivers outbound SMS and WhatsApp
-//! messages.
+//! messages; `popup-origin healthcheck` asks a running role whether it is alive (the image's HEALTHCHECK).
+
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -28,12 +31,23 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// GET a role's health endpoint; exit 0 if it answers 200 within the timeout, 1 otherwise.
+    Healthcheck {
+        /// `serve` answers on `/healthz` of POPUP_LISTEN's port, `gateway` on POPUP_GATEWAY_LISTEN's.
+        #[arg(long, env = "POPUP_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// How long to wait for the whole answer, in milliseconds.
+        #[arg(long, env = "POPUP_HEALTHCHECK_TIMEOUT_MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        // Colours only for a person at a terminal, not in files, pipes or a container's log.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(config) => popup_origin::serve(*config).await,
@@ -44,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
             let db = sqlx::PgPool::connect(&database_url).await?;
             popup_origin::MIGRATOR.run(&db).await?;
             Ok(())
+        }
+        Command::Healthcheck { url, timeout_ms } => {
+            popup_origin::healthcheck(&url, Duration::from_millis(timeout_ms)).await
         }
     }
 }

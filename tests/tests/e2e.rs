@@ -487,6 +487,11 @@ async fn a_warm_resolve_is_one_request_of_three_commands_and_an_event_one_reques
     let (popup, warm) = stack.counted(stack.popup(Side::Edge, "user_id=c-1")).await.unwrap();
     assert_eq!(popup.unwrap().status, StatusCode::NO_CONTENT);
     assert_eq!((warm.requests(), warm.commands()), (1, 3), "{warm:?}");
+    // A health probe costs nothing.
+    let (health, probe) =
+        stack.counted(stack.request(Side::Edge, Method::GET, "/healthz", None, None)).await.unwrap();
+    assert_eq!(health.unwrap().status, StatusCode::OK);
+    assert_eq!((probe.requests(), probe.commands()), (0, 0), "{probe:?}");
 }
 
 #[tokio::test]
@@ -520,6 +525,12 @@ async fn a_hung_redis_endpoint_gives_a_quick_503_from_the_edge() {
     let settings =
         Settings { edge_redis_rest_url: Some(format!("http://{address}")), edge_redis_timeout_ms: 500 };
     let stack = Stack::start_with(settings).await.unwrap();
+
+    // Alive all the same: the health endpoint does not ask Redis (which would make it a 503 here).
+    for side in [Side::Edge, Side::Origin] {
+        let reply = stack.request(side, Method::GET, "/healthz", None, None).await.unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, Some("ok")), "{side:?}");
+    }
 
     let started = std::time::Instant::now();
     let reply = stack.popup(Side::Edge, "user_id=c-1").await.unwrap();

@@ -11,6 +11,7 @@
 //! - `Upstash-Encoding: base64` base64-encodes strings in results ([`protocol`] has the details).
 //! - `GET /metrics` (same token): Prometheus counters, among them the commands sent to Redis per
 //!   endpoint, which is how the edge's command budget is measured.
+//! - `GET /healthz`: `ok`, without the token; liveness for `popup-origin healthcheck` and orchestrators.
 //!
 //! Safe by default: only the edge's commands on the deployment's keys run ([`allow`]). A pipeline or
 //! transaction with one refused command is refused whole (400, naming it) before anything reaches Redis,
@@ -182,6 +183,8 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/metrics", get(crate::ops::metrics).fallback(method_not_allowed))
         // A route layer, so the token is checked before the body is read.
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authorize))
+        // Liveness, without the token (it says nothing but "ok"): for `popup-origin healthcheck`.
+        .route("/healthz", get(crate::ops::healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(crate::ops::track))

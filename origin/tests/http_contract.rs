@@ -71,27 +71,66 @@ fn admin_routes() -> Vec<(Method, &'static str, Value)> {
     routes
 }
 
+/// A pool whose statements give up after a short while, as a request's should behind a stuck database.
+async fn impatient_pool(db: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, "SET statement_timeout = '300ms'").await?;
+                Ok(())
+            })
+        })
+        .connect_with((*db.connect_options()).clone())
+        .await
+        .unwrap()
+}
+
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]
-async fn a_postgres_outage_is_503_on_every_admin_route(db: PgPool) {
-    let app = TestApp::new(db.clone()).await;
-    // The pool closed: every query fails as when Postgres cannot be reached.
-    app.state.db.close().await;
-    let mut routes = admin_routes();
-    for id_route in routes.iter_mut() {
-        id_route.1 = Box::leak(id_route.1.replace("{id}", "1").into_boxed_str());
-    }
-    for (method, uri, body) in routes {
-        let (status, answer) = app.admin(method.clone(), uri, body).await;
+async fn postgres_unable_to_answer_is_503_on_every_admin_route(db: PgPool) {
+    let app = TestApp::new(impatient_pool(&db).await).await;
+    // Every table but the keys is locked, so a request gets past authentication and then waits on its own
+    // queries until its statement timeout: Postgres cannot answer, and the route must say so with 503.
+    let mut blocker = db.begin().await.unwrap();
+    sqlx::query(
+        "LOCK TABLE campaigns, segments, segment_members, audit_log, settings, campaign_totals, events,
+             customers, message_campaigns, messages IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    // Listing keys reads only the table authentication needs, which stays open.
+    let routes =
+        admin_routes().into_iter().filter(|(m, path, _)| !(*m == Method::GET && *path == "/admin/v1/keys"));
+    for (method, path, body) in routes {
+        let uri = path.replace("{id}", "1");
+        let (status, answer) = app.admin(method.clone(), &uri, body).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}: {answer}");
         assert_eq!(answer["error"]["code"], "store_unavailable", "{method} {uri}: {answer}");
     }
-    for (uri, content_type, body) in [
-        ("/admin/v1/segments/vip", "text/csv", "c-1\n"),
-        ("/admin/v1/customers/import", "text/csv", "phone\n+6281234567890\n"),
+    for (method, uri, body) in [
+        (Method::PUT, "/admin/v1/segments/vip", "c-1\n"),
+        (Method::POST, "/admin/v1/customers/import", "phone\n+6281234567890\n"),
     ] {
-        let method = if uri.contains("segments") { Method::PUT } else { Method::POST };
         let (status, answer) =
-            app.call(method.clone(), uri, Some(ADMIN_KEY), Body::from(body), content_type).await;
+            app.call(method.clone(), uri, Some(ADMIN_KEY), Body::from(body), "text/csv").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}: {answer}");
+    }
+    blocker.rollback().await.unwrap();
+    // With Postgres answering again, the same app serves.
+    let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "popup_origin::MIGRATOR")]
+async fn a_postgres_that_cannot_be_reached_is_503_on_every_admin_route(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    // The pool closed: every query fails as when Postgres cannot be reached (authentication included).
+    app.state.db.close().await;
+    for (method, path, body) in admin_routes() {
+        let uri = path.replace("{id}", "1");
+        let (status, answer) = app.admin(method.clone(), &uri, body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}: {answer}");
+        assert_eq!(answer["error"]["code"], "store_unavailable", "{method} {uri}: {answer}");
     }
 }

@@ -49,18 +49,22 @@ impl From<sqlx::Error> for DbError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_) => DbError::Unavailable(error),
             sqlx::Error::Database(db) if db.is_unique_violation() => DbError::Duplicate,
-            // The server shutting down or refusing connections (admin shutdown, too many clients).
-            sqlx::Error::Database(db)
-                if db.code().is_some_and(|code| code.starts_with("57P") || code == "53300") =>
-            {
-                DbError::Unavailable(error)
-            }
+            // The server shutting down or refusing connections (admin shutdown, too many clients), or too busy
+            // to answer in time (a statement or lock timeout): the caller may try again, nothing was wrong
+            // with what it asked.
+            sqlx::Error::Database(db) if db.code().is_some_and(is_unavailable) => DbError::Unavailable(error),
             _ => DbError::Query(error),
         }
     }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// SQLSTATEs that mean Postgres cannot serve the statement now: operator intervention (57P..), too many
+/// connections (53300), statement timeout or cancel (57014), lock timeout (55P03).
+fn is_unavailable(code: std::borrow::Cow<'_, str>) -> bool {
+    code.starts_with("57P") || matches!(code.as_ref(), "53300" | "57014" | "55P03")
+}
 
 /// A transaction, for the writes a caller must check and make together (a lifecycle check and the write it
 /// allows).

@@ -53,6 +53,7 @@
 //! on the same sequence of customers; every decision of the timed runs is compared, and a sample is
 //! compared field by field (campaign, title, image, action), so the two do equivalent work.
 
+use popup_origin::redis_store::to_reply;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -274,24 +275,6 @@ fn segment_name(segment: usize) -> String {
 }
 
 // ---- Redis plumbing ----
-
-fn to_reply(value: redis::Value) -> Reply {
-    match value {
-        redis::Value::Nil => Reply::Nil,
-        redis::Value::Int(n) => Reply::Int(n),
-        redis::Value::BulkString(bytes) => Reply::Bulk(bytes),
-        redis::Value::SimpleString(text) => Reply::Bulk(text.into_bytes()),
-        redis::Value::Okay => Reply::Bulk(b"OK".to_vec()),
-        redis::Value::Array(items) | redis::Value::Set(items) => {
-            Reply::Array(items.into_iter().map(to_reply).collect())
-        }
-        redis::Value::Map(pairs) => {
-            Reply::Array(pairs.into_iter().flat_map(|(k, v)| [to_reply(k), to_reply(v)]).collect())
-        }
-        redis::Value::ServerError(error) => Reply::Error(error.to_string()),
-        other => Reply::Error(format!("unsupported reply {other:?}")),
-    }
-}
 
 /// Sends core commands as one pipeline, as the origin's store does.
 async fn run_core(conn: &mut MultiplexedConnection, commands: &[Command]) -> anyhow::Result<Vec<Reply>> {

@@ -138,7 +138,8 @@ pub fn to_cmd(command: &Command) -> redis::Cmd {
     cmd
 }
 
-fn to_reply(value: redis::Value) -> Reply {
+/// A redis-rs reply as the core's.
+pub fn to_reply(value: redis::Value) -> Reply {
     match value {
         redis::Value::Nil => Reply::Nil,
         redis::Value::Int(n) => Reply::Int(n),

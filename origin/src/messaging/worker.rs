@@ -112,16 +112,6 @@ pub struct WorkerMetrics {
     pub retried: AtomicU64,
 }
 
-/// The delay before attempt `attempt + 1`, after attempt `attempt` (from 1) failed: "equal jitter", half of
-/// `base * 2^(attempt - 1)` (capped at `max`) fixed and half random, so retries of many messages that failed
-/// together spread out but none comes back sooner than half its step. `unit` is a random number in [0, 1).
-pub fn backoff(attempt: i32, base: Duration, max: Duration, unit: f64) -> Duration {
-    let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
-    let step = base.saturating_mul(1u32 << exponent).min(max);
-    let half = step / 2;
-    half + half.mul_f64(unit.clamp(0.0, 1.0))
-}
-
 /// What becomes of a message after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -145,7 +135,12 @@ pub fn decide(attempt: i32, result: Result<String, SendError>, options: &WorkerO
     match result {
         Ok(provider_id) => Next::Sent { provider_id },
         Err(error) if error.retryable && attempt < options.max_attempts => Next::Retry {
-            after: backoff(attempt, options.backoff_base, options.backoff_max, unit),
+            after: popup_core::backoff::equal_jitter(
+                attempt,
+                options.backoff_base,
+                options.backoff_max,
+                unit,
+            ),
             error: error.message,
             reuse_key: error.maybe_delivered,
         },
@@ -410,20 +405,6 @@ async fn sweep(db: &PgPool) -> DbResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_equal_jitter_up_to_the_cap() {
-        let base = Duration::from_secs(1);
-        let max = Duration::from_secs(10);
-        assert_eq!(backoff(1, base, max, 0.0), Duration::from_millis(500));
-        assert_eq!(backoff(1, base, max, 0.999_999), Duration::from_nanos(999_999_500));
-        assert_eq!(backoff(2, base, max, 0.0), Duration::from_secs(1));
-        assert_eq!(backoff(3, base, max, 0.5), Duration::from_secs(3));
-        assert_eq!(backoff(4, base, max, 0.0), Duration::from_secs(4));
-        assert_eq!(backoff(5, base, max, 1.0), max, "capped");
-        assert_eq!(backoff(60, base, max, 0.0), Duration::from_secs(5), "no overflow");
-        assert_eq!(backoff(0, base, max, 0.0), Duration::from_millis(500));
-    }
 
     #[test]
     fn retryable_errors_retry_until_the_last_attempt() {

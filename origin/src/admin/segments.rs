@@ -62,7 +62,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 /// Takes customer ids from the records of an upload. The first record is a header if one of its fields is
 /// named like an id column ([`HEADER_NAMES`], any case, any position), and that column holds the ids;
 /// otherwise the ids are in the first column and the first record is an id like the others. Other columns
-/// are ignored. Duplicates are kept here; [`NewVersion::write`] removes them within a chunk.
+/// are ignored. Duplicates are removed within each chunk handed over, not across chunks.
 #[derive(Debug, Default)]
 struct IdReader {
     /// The id column, known from the first record on.
@@ -118,18 +118,27 @@ impl IdReader {
         self.pending = Vec::new();
     }
 
-    /// The next full chunk of ids, if one is ready.
+    /// The next full chunk of ids, if one is ready, sorted and without duplicates. Sorted here, by the
+    /// reader, so that it is done while the writer waits for Redis.
     fn full_chunk(&mut self) -> Option<Vec<String>> {
         if self.pending.len() < IDS_PER_CHUNK || !self.errors.is_empty() {
             return None;
         }
-        Some(self.pending.drain(..IDS_PER_CHUNK).collect())
+        Some(sorted(self.pending.drain(..IDS_PER_CHUNK).collect()))
     }
 
-    /// The last ids, at the end of the upload.
+    /// The last ids, at the end of the upload, sorted and without duplicates.
     fn last_chunk(&mut self) -> Option<Vec<String>> {
-        Some(std::mem::take(&mut self.pending)).filter(|ids| !ids.is_empty() && self.errors.is_empty())
+        Some(std::mem::take(&mut self.pending))
+            .filter(|ids| !ids.is_empty() && self.errors.is_empty())
+            .map(sorted)
     }
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// The position of the id column if `record` is a header.
@@ -300,10 +309,9 @@ impl<'a> NewVersion<'a> {
         self.conn.as_mut().ok_or_else(|| ApiError::internal("the upload already ended"))
     }
 
-    /// Writes one chunk of ids to Postgres and to Redis at once; the first chunk reserves the version.
-    async fn write(&mut self, mut ids: Vec<String>) -> Result<(), ApiError> {
-        ids.sort_unstable();
-        ids.dedup();
+    /// Writes one chunk of ids, sorted and without duplicates, to Postgres and to Redis at once; the
+    /// first chunk reserves the version.
+    async fn write(&mut self, ids: Vec<String>) -> Result<(), ApiError> {
         if self.target.is_none() {
             self.target = Some(self.reserve().await?);
         }
@@ -546,6 +554,9 @@ mod tests {
         assert_eq!(parser.full_chunk(), None);
         assert_eq!(parser.last_chunk().map(|c| c.len()), Some(5));
         assert_eq!(parser.last_chunk(), None);
+        let mut parser = parse(&["c-3\nc-1\nc-3\nc-2\n"]);
+        assert_eq!(parser.last_chunk().unwrap(), ["c-1", "c-2", "c-3"], "sorted, without duplicates");
+        assert_eq!(parser.accepted, 4);
     }
 
     #[test]

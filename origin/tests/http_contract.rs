@@ -57,6 +57,8 @@ fn admin_routes() -> Vec<(Method, &'static str, Value)> {
         (Method::GET, "/admin/v1/keys", Value::Null),
         (Method::POST, "/admin/v1/keys", json!({"name": "k", "role": "viewer"})),
         (Method::GET, "/admin/v1/audit", Value::Null),
+        (Method::GET, "/admin/v1/settings", Value::Null),
+        (Method::PUT, "/admin/v1/settings", json!({"max_popups_per_day": 3})),
         (Method::GET, "/admin/v1/customers", Value::Null),
         (Method::POST, "/admin/v1/customers", json!({"phone": "+6281234567890"})),
         (Method::GET, "/admin/v1/message-campaigns", Value::Null),

@@ -6,6 +6,7 @@ pub mod campaigns;
 pub mod keys;
 pub mod preview;
 pub mod segments;
+pub mod settings;
 pub mod stats;
 
 use axum::extract::DefaultBodyLimit;
@@ -34,5 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/audit", get(audit::list))
+        .route("/settings", get(settings::get).put(settings::put))
         .merge(crate::messaging::router())
 }

@@ -373,18 +373,8 @@ pub fn restore_counters(
     counters: &RebuiltCounters,
     now: Timestamp,
 ) -> Command {
-    command([
-        "EVALSHA",
-        script_sha,
-        "2",
-        &keys.user(user),
-        &keys.user_day(user, keys.day(now)),
-        &campaign.to_string(),
-        &counters.lifetime.to_string(),
-        &counters.last_shown.seconds().to_string(),
-        &counters.today.to_string(),
-        &keys.day_ttl(now).to_string(),
-    ])
+    let (lifetime, last_shown) = (counters.lifetime.to_string(), counters.last_shown.seconds().to_string());
+    restore(keys, script_sha, user, &campaign.to_string(), [&lifetime, &last_shown], counters.today, now)
 }
 
 /// Raises `user`'s impressions today across campaigns to `today`.
@@ -395,15 +385,29 @@ pub fn restore_daily_total(
     today: u64,
     now: Timestamp,
 ) -> Command {
+    restore(keys, script_sha, user, "all", ["0", "0"], today, now)
+}
+
+/// [`RESTORE_COUNTERS_SCRIPT`] for `target` (a campaign id, or `all`), with the lifetime and last-shown
+/// arguments given and `today`.
+fn restore(
+    keys: &KeySpace,
+    script_sha: &str,
+    user: &UserId,
+    target: &str,
+    [lifetime, last_shown]: [&str; 2],
+    today: u64,
+    now: Timestamp,
+) -> Command {
     command([
         "EVALSHA",
         script_sha,
         "2",
         &keys.user(user),
         &keys.user_day(user, keys.day(now)),
-        "all",
-        "0",
-        "0",
+        target,
+        lifetime,
+        last_shown,
         &today.to_string(),
         &keys.day_ttl(now).to_string(),
     ])

@@ -84,19 +84,6 @@ impl Drop for Redis {
     }
 }
 
-fn to_reply(value: redis::Value) -> Reply {
-    match value {
-        redis::Value::Nil => Reply::Nil,
-        redis::Value::Int(n) => Reply::Int(n),
-        redis::Value::BulkString(bytes) => Reply::Bulk(bytes),
-        redis::Value::SimpleString(text) => Reply::Bulk(text.into_bytes()),
-        redis::Value::Okay => Reply::Bulk(b"OK".to_vec()),
-        redis::Value::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
-        redis::Value::ServerError(error) => Reply::Error(format!("{error:?}")),
-        other => panic!("unexpected reply {other:?}"),
-    }
-}
-
 fn parts(version: u64) -> CatalogParts {
     let mut members = campaign(1);
     members.audience.include = popup_core::campaign::Include::AnyOf(vec![SegmentId(3)]);

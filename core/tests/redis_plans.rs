@@ -118,19 +118,6 @@ impl Drop for Redis {
     }
 }
 
-fn to_reply(value: redis::Value) -> Reply {
-    match value {
-        redis::Value::Nil => Reply::Nil,
-        redis::Value::Int(n) => Reply::Int(n),
-        redis::Value::BulkString(bytes) => Reply::Bulk(bytes),
-        redis::Value::SimpleString(text) => Reply::Bulk(text.into_bytes()),
-        redis::Value::Okay => Reply::Bulk(b"OK".to_vec()),
-        redis::Value::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
-        redis::Value::ServerError(error) => Reply::Error(format!("{error:?}")),
-        other => panic!("unexpected reply {other:?}"),
-    }
-}
-
 fn token_for(user: &UserId, campaign: CampaignId, now: Timestamp, nonce: u64) -> VerifiedToken {
     let claims =
         TokenClaims { user: user.clone(), campaign, variant: "default".into(), issued_at: now, nonce };

@@ -1,5 +1,5 @@
 //! Builders shared by the core's integration tests.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use popup_core::catalog::{Catalog, CatalogParts};
 use popup_core::context::RequestContext;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{explain, Decision, Subject};
+use popup_core::store::Reply;
 use popup_core::user::UserState;
 
 /// 2026-01-01T00:00:00Z, a Thursday.
@@ -52,4 +53,18 @@ pub fn explain_for<'c>(
 
 pub fn zones() -> BTreeMap<String, popup_core::zone::ZoneOffsets> {
     BTreeMap::new()
+}
+
+/// A redis-rs reply as the core's, for the tests that run plans against a real Redis.
+pub fn to_reply(value: redis::Value) -> Reply {
+    match value {
+        redis::Value::Nil => Reply::Nil,
+        redis::Value::Int(n) => Reply::Int(n),
+        redis::Value::BulkString(bytes) => Reply::Bulk(bytes),
+        redis::Value::SimpleString(text) => Reply::Bulk(text.into_bytes()),
+        redis::Value::Okay => Reply::Bulk(b"OK".to_vec()),
+        redis::Value::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
+        redis::Value::ServerError(error) => Reply::Error(format!("{error:?}")),
+        other => panic!("unexpected reply {other:?}"),
+    }
 }

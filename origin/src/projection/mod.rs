@@ -14,4 +14,3 @@ pub mod segments;
 
 pub use catalog::{build_parts, fill_zones, publish, publish_after_write, ProjectionError};
 pub use heal::{heal, reconcile, run_reconciler};
-pub use segments::load_members;

@@ -114,18 +114,6 @@ impl<'a> SegmentLoad<'a> {
     }
 }
 
-/// Writes `user_ids` into Redis as members of `segment` at `version`, then marks the version complete.
-pub async fn load_members(
-    state: &AppState,
-    segment: SegmentId,
-    version: u64,
-    user_ids: impl Iterator<Item = &str>,
-) -> Result<u64, LoadError> {
-    let mut load = SegmentLoad::start(state, segment, version).await?;
-    load.write(user_ids).await?;
-    load.finish().await
-}
-
 /// Writes the members Postgres holds for `version` of `segment` back into Redis, a chunk at a time.
 pub async fn restore_members(state: &AppState, segment: SegmentId, version: u64) -> anyhow::Result<u64> {
     let mut load = SegmentLoad::start(state, segment, version).await?;

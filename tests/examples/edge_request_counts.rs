@@ -15,6 +15,14 @@
 //! and after `N` × 20 sequential resolves. That includes workerd's HTTP handling and the JavaScript glue as
 //! well as the wasm, so it is an upper bound of the worker's own CPU.
 //!
+//! Last it measures the worker's own CPU without wrangler's proxies: `workerd` run directly (the binary
+//! wrangler ships) with a config of two workers, ours against the stack's gateway and one that answers 204
+//! with no work, each over `N` × 200 requests (10,000 by default) from a few connections; the CPU time of
+//! that one `workerd` process, from `/proc`, per request. The difference between the two is what our
+//! worker costs per warm resolve: wasm, the JavaScript glue, the outgoing request and its answer. A third
+//! worker, in JavaScript, sends one small pipeline to the gateway and answers 204: what the platform's
+//! subrequest costs by itself, so the rest is our wasm and its glue.
+//!
 //! It prints one line per operation and, last, the same figures as one JSON object.
 
 use anyhow::{bail, Context as _};
@@ -125,12 +133,29 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let cpu = workerd_cpu_per_resolve(&stack, customers * 20).await?;
+    let direct = direct_workerd_cpu(&stack, customers * 200).await?;
 
     println!("{}", resolves.line("warm resolve"));
     println!("{}", events.line("event (impression)"));
     println!(
         "{:<28} {:>5.3} ms of workerd CPU (user + system) per warm resolve, over {} sequential resolves",
         "workerd CPU", cpu.per_resolve_ms, cpu.resolves
+    );
+    println!(
+        "{:<28} {:>5.3} ms per warm resolve, {:>5.3} ms per request to a no-op worker: {:.3} ms above it, \
+         over {} requests each (workerd run directly)",
+        "worker CPU",
+        direct.resolve_ms,
+        direct.noop_ms,
+        direct.resolve_ms - direct.noop_ms,
+        direct.requests
+    );
+    println!(
+        "{:<28} {:>5.3} ms per request to a JavaScript worker sending one pipeline to the gateway: our wasm \
+         and its glue cost {:.3} ms beyond the platform's subrequest",
+        "",
+        direct.subrequest_ms,
+        direct.resolve_ms - direct.subrequest_ms
     );
     println!("{}", cold_tally.line("resolve, catalog changed"));
     println!(
@@ -142,6 +167,10 @@ async fn main() -> anyhow::Result<()> {
             "workerd_cpu_ms_per_warm_resolve": cpu.per_resolve_ms,
             "workerd_cpu_resolves": cpu.resolves,
             "workerd_cpu_ms_per_trivial_request": cpu.baseline_ms,
+            "direct_workerd_requests": direct.requests,
+            "direct_workerd_cpu_ms_per_warm_resolve": direct.resolve_ms,
+            "direct_workerd_cpu_ms_per_noop_request": direct.noop_ms,
+            "direct_workerd_cpu_ms_per_js_subrequest": direct.subrequest_ms,
         })
     );
     Ok(())
@@ -209,5 +238,204 @@ async fn workerd_cpu_per_resolve(stack: &Stack, resolves: u64) -> anyhow::Result
         resolves,
         per_resolve_ms: spent * 1000.0 / resolves as f64,
         baseline_ms: baseline * 1000.0 / resolves as f64,
+    })
+}
+
+/// CPU per request of `workerd` run directly: our worker's warm resolves beside a worker that does nothing.
+struct DirectCpu {
+    requests: u64,
+    resolve_ms: f64,
+    noop_ms: f64,
+    /// A JavaScript worker that sends one pipeline to the gateway and answers 204.
+    subrequest_ms: f64,
+}
+
+/// CPU seconds (user + system, all threads) of one process, from `/proc/<pid>/stat`.
+fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let (_, rest) = stat.rsplit_once(") ").context("an unreadable /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else { bail!("a short /proc stat") };
+    Ok((utime.parse::<u64>()? + stime.parse::<u64>()?) as f64 / 100.0)
+}
+
+/// A child process stopped when this is dropped, on every path out of the measurement.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A capnp string literal.
+fn capnp_string(text: &str) -> String {
+    format!("{text:?}")
+}
+
+/// The workerd config: our bundle with the stack's settings on one socket, the no-op worker on another, and
+/// an outbound network limited to this machine (the gateway).
+fn workerd_config(stack: &Stack, popup_port: u16, noop_port: u16, subrequest_port: u16) -> String {
+    let vars = [
+        ("REDIS_REST_URL", stack.gateway.as_str()),
+        ("REDIS_REST_TOKEN", stack.gateway_token.as_str()),
+        ("TOKEN_SECRET", stack.token_secret.as_str()),
+        ("KEY_PREFIX", stack.prefix.as_str()),
+        ("DAY_OFFSET", "+07:00"),
+        ("REDIS_TIMEOUT_MS", "3000"),
+        ("TOKEN_TTL_SECONDS", "86400"),
+    ];
+    let bindings: Vec<String> = vars
+        .iter()
+        .map(|(name, value)| format!("(name = {}, text = {})", capnp_string(name), capnp_string(value)))
+        .collect();
+    format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "popup", worker = .popup),
+    (name = "noop", worker = .noop),
+    (name = "subrequest", worker = .subrequest),
+    (name = "local", network = (allow = ["local", "private"])),
+  ],
+  sockets = [
+    (name = "popup", address = "127.0.0.1:{popup_port}", http = (), service = "popup"),
+    (name = "noop", address = "127.0.0.1:{noop_port}", http = (), service = "noop"),
+    (name = "subrequest", address = "127.0.0.1:{subrequest_port}", http = (), service = "subrequest"),
+  ],
+);
+const popup :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = "2026-04-20",
+  bindings = [{bindings}],
+  globalOutbound = "local",
+);
+const noop :Workerd.Worker = (
+  modules = [(name = "noop.js", esModule = embed "noop.js")],
+  compatibilityDate = "2026-04-20",
+);
+const subrequest :Workerd.Worker = (
+  modules = [(name = "subrequest.js", esModule = embed "subrequest.js")],
+  compatibilityDate = "2026-04-20",
+  bindings = [{bindings}],
+  globalOutbound = "local",
+);
+"#,
+        bindings = bindings.join(", ")
+    )
+}
+
+/// `requests` GETs of `urls` (taken in turn) over `connections` concurrent connections; each must answer
+/// one of `expected`.
+async fn load(urls: &[String], requests: u64, connections: u64, expected: &[u16]) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let mut workers = Vec::new();
+    for worker in 0..connections {
+        let (client, urls, expected) = (client.clone(), urls.to_vec(), expected.to_vec());
+        workers.push(tokio::spawn(async move {
+            let mut n = worker;
+            while n < requests {
+                let url = &urls[(n as usize) % urls.len()];
+                let status = client.get(url).send().await?.status().as_u16();
+                if !expected.contains(&status) {
+                    bail!("{url} answered {status}");
+                }
+                n += connections;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
+}
+
+async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<DirectCpu> {
+    const CONNECTIONS: u64 = 4;
+    let dir = stack.dir().join("workerd");
+    std::fs::create_dir_all(&dir)?;
+    let bundle = popup_tests::edge_bundle()?;
+    std::fs::copy(&bundle, dir.join("index.js"))?;
+    std::fs::copy(bundle.with_file_name("index_bg.wasm"), dir.join("index_bg.wasm"))?;
+    std::fs::write(
+        dir.join("noop.js"),
+        "export default { fetch() { return new Response(null, { status: 204 }); } };\n",
+    )?;
+    std::fs::write(
+        dir.join("subrequest.js"),
+        "export default { async fetch(request, env) {\n\
+         \x20 const reply = await fetch(env.REDIS_REST_URL + '/pipeline', { method: 'POST',\n\
+         \x20   headers: { authorization: 'Bearer ' + env.REDIS_REST_TOKEN }, body: '[[\"PING\"]]' });\n\
+         \x20 await reply.text();\n\
+         \x20 return new Response(null, { status: reply.ok ? 204 : 502 });\n\
+         } };\n",
+    )?;
+    let (popup_port, noop_port, subrequest_port) = (free_port()?, free_port()?, free_port()?);
+    std::fs::write(dir.join("config.capnp"), workerd_config(stack, popup_port, noop_port, subrequest_port))?;
+    let binary = workspace_root().join("node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+    let log = std::fs::File::create(dir.join("workerd.log"))?;
+    let workerd = Stopped(
+        std::process::Command::new(&binary)
+            .current_dir(&dir)
+            .args(["serve", "config.capnp"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?,
+    );
+    let pid = workerd.0.id();
+
+    let popup_base = format!("http://127.0.0.1:{popup_port}");
+    let noop = vec![format!("http://127.0.0.1:{noop_port}/")];
+    let subrequest = vec![format!("http://127.0.0.1:{subrequest_port}/")];
+    let warm = format!("{popup_base}/v1/campaigns/popup?user_id=demo-0001&placement=home&platform=ios");
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(response) = reqwest::get(&warm).await {
+            if response.status() == StatusCode::OK || response.status() == StatusCode::NO_CONTENT {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if !ready {
+        let log = std::fs::read_to_string(dir.join("workerd.log")).unwrap_or_default();
+        bail!("workerd run directly did not answer a resolve within 30 s:\n{log}");
+    }
+    // A thousand customers, so counters and memberships vary as in real traffic; the catalog stays cached.
+    let resolves: Vec<String> = (0..1000)
+        .map(|n| {
+            format!("{popup_base}/v1/campaigns/popup?user_id=cpu-direct-{n}&placement=home&platform=ios")
+        })
+        .collect();
+    load(&resolves, 500, CONNECTIONS, &[200, 204]).await?;
+    load(&noop, 500, CONNECTIONS, &[204]).await?;
+    load(&subrequest, 500, CONNECTIONS, &[204]).await?;
+
+    let before = process_cpu_seconds(pid)?;
+    load(&noop, requests, CONNECTIONS, &[204]).await?;
+    let noop_seconds = process_cpu_seconds(pid)? - before;
+    let before = process_cpu_seconds(pid)?;
+    load(&subrequest, requests, CONNECTIONS, &[204]).await?;
+    let subrequest_seconds = process_cpu_seconds(pid)? - before;
+    let before = process_cpu_seconds(pid)?;
+    load(&resolves, requests, CONNECTIONS, &[200, 204]).await?;
+    let resolve_seconds = process_cpu_seconds(pid)? - before;
+    drop(workerd);
+    Ok(DirectCpu {
+        requests,
+        resolve_ms: resolve_seconds * 1000.0 / requests as f64,
+        noop_ms: noop_seconds * 1000.0 / requests as f64,
+        subrequest_ms: subrequest_seconds * 1000.0 / requests as f64,
     })
 }

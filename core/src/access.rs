@@ -4,8 +4,11 @@
 //! campaigns, segments and messages, admins also manage keys. `conversions`, for the bank's backend, only
 //! posts conversions (editors and admins may too), so the key a backend holds can read or change nothing.
 
+#[cfg(feature = "openapi")]
+use alloc::{string::String, vec::Vec};
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -66,6 +66,7 @@ pub struct Schedule {
 
 /// A recurring local-time window, e.g. weekdays 09:00 to 17:00. A window whose end is not after its start
 /// runs overnight: `fri 22:00-02:00` covers Friday 22:00 to Saturday 02:00.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub days: Vec<Weekday>,
@@ -73,6 +74,7 @@ pub struct Window {
     pub end: TimeOfDay,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Weekday {
@@ -100,6 +102,8 @@ impl Weekday {
 }
 
 /// Minutes after local midnight, written `HH:MM`. `24:00` is allowed as a window's end.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, example = "09:00"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimeOfDay(u16);
 
@@ -188,6 +192,7 @@ where
 }
 
 /// What the popup shows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Creative {
     #[serde(default)]
@@ -205,6 +210,7 @@ pub struct Creative {
 
 /// One arm of an A/B test. A `control` variant is a holdout: its users see nothing from this campaign, so
 /// the lift of the other variants can be measured against them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Variant {
     pub key: String,
@@ -217,6 +223,7 @@ pub struct Variant {
 }
 
 /// Per-customer frequency caps. Absent means unlimited.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,6 +261,7 @@ pub enum Include {
 
 /// Conditions on the request context. Each empty list or absent range accepts any value; a rule that is set
 /// rejects a request that does not say the value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -269,11 +277,14 @@ pub struct Rules {
 }
 
 /// `min` inclusive, `max` exclusive.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "5.2.0"))]
     pub min: Option<AppVersion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "6.0.0"))]
     pub max: Option<AppVersion>,
 }
 
@@ -284,6 +295,7 @@ impl VersionRange {
 }
 
 /// One validation problem: the JSON path of the field and what is wrong with it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,

@@ -2,6 +2,8 @@
 //! country and locale. Adapters build it from the query string and the platform's request metadata.
 
 use alloc::string::String;
+#[cfg(feature = "openapi")]
+use alloc::vec::Vec;
 use core::fmt;
 use core::str::FromStr;
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,7 @@ pub struct RequestContext {
     pub locale: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
@@ -119,8 +122,26 @@ pub fn locale_matches(rule: &str, requested: &str) -> bool {
         && same(rule, requested.get(..rule.len()).unwrap_or_default())
 }
 
+/// The country of a request as rules compare it: ISO 3166-1 alpha-2, upper case, from what the platform
+/// reports (Cloudflare's `request.cf.country` at the edge, a trusted proxy's header such as `CF-IPCountry`
+/// at the origin), so that both read it alike. Cloudflare's `XX` (unknown) and `T1` (Tor), and anything that
+/// is not two letters, are no country.
+pub fn country_code(raw: &str) -> Option<String> {
+    let code = raw.trim().to_ascii_uppercase();
+    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && code != "XX").then_some(code)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_two_letter_countries_are_kept_in_upper_case() {
+        assert_eq!(country_code("SG").as_deref(), Some("SG"));
+        assert_eq!(country_code(" id ").as_deref(), Some("ID"));
+        for none in ["XX", "xx", "T1", "", "SGP", "S", "é", "1D", "S G"] {
+            assert_eq!(country_code(none), None, "{none:?}");
+        }
+    }
     use super::*;
 
     #[test]

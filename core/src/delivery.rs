@@ -24,10 +24,13 @@
 //! Each step is a value of [`MessageStep`] or [`CampaignStep`] with the statuses it starts `from` and the
 //! one it leads `to`.
 
+#[cfg(feature = "openapi")]
+use alloc::{string::String, vec::Vec};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Where one message is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
@@ -59,6 +62,7 @@ impl MessageStatus {
 }
 
 /// Where one message campaign is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageCampaignStatus {

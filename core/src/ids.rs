@@ -1,10 +1,13 @@
 //! Identifiers and time: the small value types every other module speaks in.
 
 use alloc::string::String;
+#[cfg(feature = "openapi")]
+use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A campaign's id, as Postgres assigns it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CampaignId(pub u64);
@@ -30,6 +33,7 @@ impl fmt::Display for SegmentId {
 pub(crate) const SECONDS_PER_DAY: i64 = 86_400;
 
 /// Seconds since the Unix epoch, UTC. The core never reads a clock: callers pass `now` in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
@@ -51,6 +55,8 @@ pub const MAX_USER_ID_LEN: usize = 64;
 ///
 /// Allowed: 1 to 64 bytes of ASCII letters, digits and `-_.:@`. Braces are refused in particular because
 /// the id sits inside a Redis Cluster hash tag (`{id}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[A-Za-z0-9_.:@-]{1,64}$", example = "cust-1"))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct UserId(String);

@@ -28,6 +28,8 @@
 //! - [`wire`]: the JSON bodies of the public API.
 #![no_std]
 
+// The schema derives of the `openapi` feature call `vec!` and `format!` by their bare names.
+#[cfg_attr(feature = "openapi", macro_use)]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;

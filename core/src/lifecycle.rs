@@ -17,6 +17,8 @@
 //! [`apply`] is the whole rule: a pure function from the stored status, the action and the campaign's
 //! dates at `now` to the stored status after the action, or why the action is refused.
 
+#[cfg(feature = "openapi")]
+use alloc::{string::String, vec::Vec};
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +84,7 @@ impl TryFrom<alloc::string::String> for Status {
 }
 
 /// The status shown: the stored one, with an active campaign told apart by its dates.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Shown {

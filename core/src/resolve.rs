@@ -43,6 +43,8 @@
 //! The budget is coarser: it is checked against the served count the catalog carries, which is only as
 //! fresh as the catalog, so a campaign can serve past its budget until the next catalog is published.
 
+#[cfg(feature = "openapi")]
+use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +134,7 @@ impl Skip {
 }
 
 /// Which request rule did not match.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {

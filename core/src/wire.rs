@@ -52,6 +52,7 @@ impl PopupQuery {
 }
 
 /// The popup the app shows: `200` body of `GET /v1/campaigns/popup`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PopupResponse {
     pub campaign_id: CampaignId,
@@ -86,6 +87,7 @@ impl PopupResponse {
 
 /// Body of `POST /v1/campaigns/{id}/impression|click|dismiss`. Unknown fields are ignored, like unknown query
 /// parameters, so older servers accept newer apps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRequest {
     /// Absent when the customer is identified by a signed token instead.
@@ -95,11 +97,13 @@ pub struct EventRequest {
 }
 
 /// Every error body: `{"error": {"code": "...", "message": "...", "fields": [...]}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
     pub error: ErrorDetail,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable and machine-readable, e.g. `invalid_request`, `store_unavailable`.
@@ -123,6 +127,7 @@ impl ErrorResponse {
 }
 
 /// The admin preview: what a customer would see at `at`, and why every other campaign was skipped.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     pub at: Timestamp,
@@ -131,6 +136,7 @@ pub struct Explanation {
     pub skipped: Vec<SkippedCampaign>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChosenCampaign {
     pub campaign_id: CampaignId,
@@ -167,10 +173,33 @@ impl Serialize for SkippedCampaign {
     }
 }
 
+// The schema of a skipped campaign is that of its JSON form.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for SkippedCampaign {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <SkippedJson as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for SkippedCampaign {
+    fn name() -> alloc::borrow::Cow<'static, str> {
+        <SkippedJson as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <SkippedJson as utoipa::ToSchema>::schemas(schemas)
+    }
+}
+
 /// The JSON form of [`SkippedCampaign`], for reading it back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = SkippedCampaign))]
 #[derive(Deserialize)]
 struct SkippedJson {
     campaign_id: CampaignId,
+    /// Why (`Skip::code`); `rule_mismatch` comes with `rule`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "rule_mismatch", pattern = "^(not_started|ended|outside_window|budget_exhausted|wrong_placement|rule_mismatch|not_in_audience|excluded|total_cap|daily_cap|interval|global_daily_cap|restoring|holdout|lower_priority)$"))]
     reason: String,
     #[serde(default)]
     rule: Option<Rule>,

@@ -9,7 +9,7 @@
 //!
 //! Request parsing is plain functions, tested natively; the handlers add the I/O.
 
-use popup_core::context::RequestContext;
+use popup_core::context::{country_code, RequestContext};
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, ResolveFlow};
@@ -116,15 +116,8 @@ pub fn parse_popup_query(url: &str, country: Option<String>) -> Result<(UserId, 
         .map_err(|error| EdgeError::BadFields(vec![error]))?;
     let user = query.user.ok_or_else(|| EdgeError::bad_field("user_id", "is required"))?;
     let mut context = query.context;
-    context.country = country.and_then(country_code);
+    context.country = country.as_deref().and_then(country_code);
     Ok((user, context))
-}
-
-/// The platform's country as the core expects it: ISO 3166-1 alpha-2, upper case. Cloudflare's `XX`
-/// (unknown) and `T1` (Tor) are no country.
-fn country_code(raw: String) -> Option<String> {
-    let code = raw.trim().to_ascii_uppercase();
-    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && code != "XX").then_some(code)
 }
 
 /// The campaign and the event kind from the raw path segments: an unknown kind is 404, a campaign that is

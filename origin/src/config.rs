@@ -74,6 +74,12 @@ pub struct Config {
     /// Days of events kept in Postgres; older days are dropped whole.
     #[arg(long, env = "POPUP_EVENT_RETENTION_DAYS", default_value_t = 400)]
     pub event_retention_days: u32,
+
+    /// The request header a trusted proxy in front of the origin sets to the client's country (e.g.
+    /// Cloudflare's `CF-IPCountry`), for the popup API's country rules. Unset: requests have no country.
+    /// Set it only behind a proxy that overwrites the header, since a client could send it otherwise.
+    #[arg(long, env = "POPUP_COUNTRY_HEADER", value_parser = parse_header_name)]
+    pub country_header: Option<axum::http::HeaderName>,
 }
 
 impl Config {
@@ -89,6 +95,10 @@ impl Config {
 /// A secret from the command line or the environment.
 pub fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(raw))
+}
+
+fn parse_header_name(raw: &str) -> Result<axum::http::HeaderName, String> {
+    raw.trim().parse().map_err(|_| format!("{raw:?} is not a header name"))
 }
 
 /// The day offset, with the core's parser so the edge and the origin agree.

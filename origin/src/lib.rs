@@ -6,7 +6,7 @@
 //! - roles: this file and `main.rs`: `serve`, `ingest`, and the router.
 //! - routes: [`public`] (`/v1/...`, the edge's contract, and conversions from the bank), [`admin`]
 //!   (`/admin/v1`: campaigns, segments, preview, stats, keys, audit), the routes of [`messaging`], [`ops`]
-//!   (health, readiness, metrics), and [`gateway`] (`popup-origin gateway`, the Upstash REST protocol for the
+//!   (health, readiness, metrics), [`docs`] (the OpenAPI document and its UI), and [`gateway`] (`popup-origin gateway`, the Upstash REST protocol for the
 //!   edge).
 //! - [`http`]: the error type and its mapping, extractors whose rejections are JSON errors, role
 //!   extractors, paging, bounded uploads.
@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod db;
+pub mod docs;
 pub mod gateway;
 pub mod http;
 pub mod ingest;
@@ -32,27 +33,43 @@ pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 
-use axum::routing::{get, post};
 use axum::Router;
 use config::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use config::Config;
 pub use state::AppState;
 
 pub use db::MIGRATOR;
 
+/// The JSON API: every route is registered with its operation in the OpenAPI document ([`docs`]).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(public::popup))
+        .routes(routes!(public::event))
+        .routes(routes!(public::conversion))
+        .nest("/admin/v1", admin::router())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}
+
+/// The OpenAPI document of [`api`], with the answers every route shares.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut openapi = api().into_openapi();
+    docs::complete(&mut openapi);
+    openapi
+}
+
 /// Every route of the origin.
 pub fn app(state: AppState) -> Router {
     telemetry::metrics_handle();
-    Router::new()
-        .route("/v1/campaigns/popup", get(public::popup))
-        .route("/v1/campaigns/{id}/{kind}", post(public::event))
-        .route("/v1/conversions", post(public::conversion))
-        .nest("/admin/v1", admin::router())
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let (api, mut openapi) = api().split_for_parts();
+    docs::complete(&mut openapi);
+    api.merge(docs::router(&openapi))
         .fallback(|| async { http::ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { http::ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(http::extract::refuse_nul))

@@ -2,14 +2,15 @@
 //! core with the same inputs. One Redis round trip per resolve while the cached catalog is current.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use popup_core::context::{country_code, Platform};
 use popup_core::ids::{CampaignId, UserId};
 use popup_core::resolve::{control_variant, resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, Reply, ResolveFlow};
 use popup_core::stream::{holdout_appends, Record};
-use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
+use popup_core::wire::{ErrorResponse, EventRequest, PopupQuery, PopupResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::db::campaigns;
@@ -23,12 +24,31 @@ fn random_nonce() -> Result<u64, ApiError> {
 }
 
 /// `GET /v1/campaigns/popup`: 200 with the popup, or 204.
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/popup",
+    tags = ["popup", "edge"],
+    summary = "The popup this customer should see now, if any",
+    params(
+        ("user_id" = String, Query, description = "The customer: 1 to 64 of `A-Z a-z 0-9 - _ . : @`.", pattern = r"^[A-Za-z0-9_.:@-]{1,64}$"),
+        ("placement" = Option<String>, Query, description = "Where in the app (`home`, `login`, ...), at most 64 bytes."),
+        ("platform" = Option<Platform>, Query),
+        ("app_version" = Option<String>, Query, description = "Like `5.2.0`.", example = "5.2.0"),
+        ("locale" = Option<String>, Query, description = "A BCP 47 tag, like `id-ID`, at most 64 bytes."),
+    ),
+    responses(
+        (status = 200, description = "The popup to show; post its `impression_token` back with the events.", body = PopupResponse),
+        (status = 204, description = "No popup for this customer now."),
+    )
+)]
 pub async fn popup(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let query = PopupQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    let mut query = PopupQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|error| ApiError::BadFields(vec![error]))?;
+    query.context.country = country(&state, &headers);
     let user = query.user.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
     let flow = ResolveFlow::new(&state.keys, &user, now, state.cached_catalog());
@@ -56,9 +76,16 @@ pub async fn popup(
     Ok(Json(PopupResponse::new(&selection, token)).into_response())
 }
 
+/// The client's country from the trusted header, read as the edge reads the platform's (the core's
+/// [`country_code`]); none when no header is configured, or it is absent or not a country.
+fn country(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let header = state.country_header.as_ref()?;
+    headers.get(header)?.to_str().ok().and_then(country_code)
+}
+
 /// The body of `POST /v1/conversions`: the impression token of the popup the customer saw, or, for a
 /// customer held out by a campaign's control variant (who saw nothing and holds no token), the campaign.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ConversionRequest {
     #[serde(default)]
     pub user_id: Option<UserId>,
@@ -73,6 +100,19 @@ pub struct ConversionRequest {
 /// variant, once per token; with `campaign_id` instead it counts toward the control variant that held the
 /// customer out (409 if none did), once per customer and day, so a variant's conversion rate can be read
 /// against the control's.
+#[utoipa::path(
+    post,
+    path = "/v1/conversions",
+    tag = "conversions",
+    summary = "Record that a customer did what a campaign asked",
+    security(("api_key" = [])),
+    request_body = ConversionRequest,
+    responses(
+        (status = 202, description = "Accepted; `recorded` is false for a token already converted.", body = EventAccepted),
+        (status = 404, description = "No such campaign.", body = ErrorResponse),
+        (status = 409, description = "The customer is not held out by the campaign's control.", body = ErrorResponse),
+    )
+)]
 pub async fn conversion(
     State(state): State<AppState>,
     _: PostsConversions,
@@ -139,13 +179,38 @@ fn outcome(result: &'static str) {
     metrics::counter!("popup_resolves_total", "outcome" => result).increment(1);
 }
 
-#[derive(Debug, Serialize)]
+/// What the app did with a popup.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = EventKind, rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: the path is parsed by the core.
+enum EventKindParam {
+    Impression,
+    Click,
+    Dismiss,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventAccepted {
     /// False when the same event was recorded before (a retry).
     pub recorded: bool,
 }
 
 /// `POST /v1/campaigns/{id}/{impression|click|dismiss}`: 202.
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/{kind}",
+    tags = ["popup", "edge"],
+    summary = "Record that a popup was shown, clicked or dismissed",
+    params(
+        ("id" = u64, Path, description = "The popup's `campaign_id`."),
+        ("kind" = inline(EventKindParam), Path),
+    ),
+    request_body = EventRequest,
+    responses(
+        (status = 202, description = "Accepted; `recorded` is false for a retry of an event already recorded.", body = EventAccepted),
+        (status = 404, description = "Not an event kind.", body = ErrorResponse),
+    )
+)]
 pub async fn event(
     State(state): State<AppState>,
     Path((campaign, kind)): Path<(String, String)>,

@@ -21,6 +21,8 @@ pub struct Inner {
     pub keys: KeySpace,
     pub tokens: Secrets,
     pub max_segment_bytes: u64,
+    /// Where the popup API reads the client's country (`POPUP_COUNTRY_HEADER`), if anywhere.
+    pub country_header: Option<axum::http::HeaderName>,
     /// The catalog this process resolves with; replaced when Redis reports another version.
     pub catalog: RwLock<Option<Arc<Catalog>>>,
     /// Serializes projections within this process; the publish script orders them across processes.
@@ -52,6 +54,7 @@ impl AppState {
             keys,
             tokens,
             max_segment_bytes: config.max_segment_bytes,
+            country_header: config.country_header.clone(),
             catalog: RwLock::new(None),
             projection: tokio::sync::Mutex::new(Default::default()),
             heal_wanted: tokio::sync::Notify::new(),

@@ -35,7 +35,7 @@ async fn campaigns_are_created_read_updated_listed_and_deleted(db: PgPool) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
     let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
-    assert_eq!(list["total"], 0, "a deleted campaign is not listed");
+    assert_eq!(list["pagination"]["total_count"], 0, "a deleted campaign is not listed");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -54,7 +54,7 @@ async fn invalid_campaigns_are_refused_with_every_field_path(db: PgPool) {
         assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
     }
     let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
-    assert_eq!(list["total"], 0, "nothing was stored");
+    assert_eq!(list["pagination"]["total_count"], 0, "nothing was stored");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -80,7 +80,7 @@ async fn malformed_bodies_and_unknown_ids_get_clear_errors(db: PgPool) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = app.admin(Method::POST, "/admin/v1/campaigns/999/activate", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns?page_size=101", Value::Null).await;
+    let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns?page_size=ten", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = app.get("/v1/nothing").await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
@@ -195,7 +195,7 @@ async fn every_write_leaves_an_audit_row_with_who_before_and_after(db: PgPool) {
     let (status, audit) =
         app.admin(Method::GET, &format!("/admin/v1/audit?entity=campaign&entity_id={id}"), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    let items = audit["items"].as_array().unwrap();
+    let items = audit["data"].as_array().unwrap();
     let actions: Vec<&str> = items.iter().map(|i| i["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["delete", "pause", "activate", "update", "create"]);
     assert!(items.iter().all(|i| i["actor_name"] == "bootstrap"));
@@ -249,7 +249,7 @@ async fn a_live_campaign_cannot_be_deleted_until_it_is_paused_or_ended(db: PgPoo
     assert_eq!(read["status"], "ended");
     assert_eq!(delete(over).await.0, StatusCode::NO_CONTENT);
     let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
-    assert_eq!(list["total"], 0, "every campaign was deleted in the end");
+    assert_eq!(list["pagination"]["total_count"], 0, "every campaign was deleted in the end");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -260,9 +260,12 @@ async fn pagination_is_stable_newest_first_and_filters_apply(db: PgPool) {
         assert_eq!(status, StatusCode::CREATED);
     }
     let (_, first) = app.admin(Method::GET, "/admin/v1/campaigns?page=1&page_size=10", Value::Null).await;
-    assert_eq!((first["total"].as_i64(), first["pages"].as_i64()), (Some(25), Some(3)));
+    assert_eq!(
+        (first["pagination"]["total_count"].as_i64(), first["pagination"]["total_pages"].as_i64()),
+        (Some(25), Some(3))
+    );
     let ids = |page: &Value| {
-        page["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect::<Vec<_>>()
+        page["data"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect::<Vec<_>>()
     };
     let page1 = ids(&first);
     assert!(page1.windows(2).all(|w| w[0] > w[1]), "newest first");
@@ -271,7 +274,7 @@ async fn pagination_is_stable_newest_first_and_filters_apply(db: PgPool) {
     assert_eq!(ids(&third).len(), 5);
     let (_, filtered) =
         app.admin(Method::GET, "/admin/v1/campaigns?q=promo%201&status=draft", Value::Null).await;
-    assert_eq!(filtered["total"], 11, "Promo 1 and Promo 10-19");
+    assert_eq!(filtered["pagination"]["total_count"], 11, "Promo 1 and Promo 10-19");
     let (status, _) = app.admin(Method::GET, "/admin/v1/campaigns?status=bogus", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -357,10 +357,10 @@ async fn an_escaped_backslash_before_u0000_is_text_and_is_accepted(db: PgPool) {
     // The same text in a query (`%5C` is the backslash), and a `%` escaped as `%25`: neither is NUL.
     let (status, list) = app.admin(Method::GET, "/admin/v1/campaigns?q=%5Cu0000", Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["items"][0]["id"], id);
-    assert_eq!(list["total"], 1);
+    assert_eq!(list["data"][0]["id"], id);
+    assert_eq!(list["pagination"]["total_count"], 1);
     let (status, list) = app.admin(Method::GET, "/admin/v1/campaigns?q=%2500", Value::Null).await;
-    assert_eq!((status, list["total"].as_i64()), (StatusCode::OK, Some(0)), "{list}");
+    assert_eq!((status, list["pagination"]["total_count"].as_i64()), (StatusCode::OK, Some(0)), "{list}");
     let (status, body) = app.admin(Method::GET, "/admin/v1/segments/vip%2500", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a segment named `vip%00`, which does not exist: {body}");
 }
@@ -369,13 +369,14 @@ async fn an_escaped_backslash_before_u0000_is_text_and_is_accepted(db: PgPool) {
 async fn pages_near_2_to_the_63_are_refused_on_every_list_naming_the_field(db: PgPool) {
     let fixture = fixture(db).await;
     let too_deep = format!("page={}", MAX_PAGE + 1);
-    let queries: [(&str, &str); 7] = [
+    // Values within i64 that the paging rules bring into range (page_size=9223372036854775807 is 100) are
+    // served; `tests/lists.rs` checks them.
+    let queries: [(&str, &str); 6] = [
         ("page=9223372036854775807", "page"),
         ("page=9223372036854775807&page_size=100", "page"),
         ("page=99999999999999999999", "page"),
         (&too_deep, "page"),
-        ("page=-9223372036854775808", "page"),
-        ("page_size=9223372036854775807", "page_size"),
+        ("page=-99999999999999999999", "page"),
         ("page_size=99999999999999999999", "page_size"),
     ];
     let mut cases = Vec::new();
@@ -392,13 +393,16 @@ async fn pages_near_2_to_the_63_are_refused_on_every_list_naming_the_field(db: P
         let path = fixture.path(&format!("{list}?page={MAX_PAGE}&page_size=100"));
         let (status, body) = fixture.app.admin(Method::GET, &path, Value::Null).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
-        assert_eq!(body["items"], json!([]), "{path}");
+        assert_eq!(body["data"], json!([]), "{path}");
         assert_eq!(
-            (body["page"].as_i64(), body["page_size"].as_i64()),
+            (body["pagination"]["page"].as_i64(), body["pagination"]["page_size"].as_i64()),
             (Some(MAX_PAGE), Some(100)),
             "{path}"
         );
-        assert!(body["total"].is_i64() && body["pages"].is_i64(), "{path}: {body}");
+        assert!(
+            body["pagination"]["total_count"].is_i64() && body["pagination"]["total_pages"].is_i64(),
+            "{path}: {body}"
+        );
     }
 }
 

@@ -188,7 +188,7 @@ async fn customers_are_validated_created_read_and_audited(db: PgPool) {
     let (status, list) =
         app.admin(Method::GET, "/admin/v1/customers?phone=%2B6281234567890", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list["total"], 1);
+    assert_eq!(list["pagination"]["total_count"], 1);
 
     let audited: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE entity = 'customer' AND action = 'create'")
@@ -412,10 +412,10 @@ async fn the_full_send_flow_renders_delivers_and_counts(db: PgPool) {
         .admin(Method::GET, &format!("/admin/v1/message-campaigns/{id}/messages?status=failed"), Value::Null)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(failed["total"], 1);
-    assert_eq!(failed["items"][0]["customer_id"], invalid);
-    assert_eq!(failed["items"][0]["attempts"], 1, "a permanent error is not retried");
-    assert!(failed["items"][0]["last_error"].as_str().unwrap().starts_with("21211"), "{failed}");
+    assert_eq!(failed["pagination"]["total_count"], 1);
+    assert_eq!(failed["data"][0]["customer_id"], invalid);
+    assert_eq!(failed["data"][0]["attempts"], 1, "a permanent error is not retried");
+    assert!(failed["data"][0]["last_error"].as_str().unwrap().starts_with("21211"), "{failed}");
     let sent: Vec<Option<String>> =
         sqlx::query_scalar("SELECT provider_message_id FROM messages WHERE status = 'sent'")
             .fetch_all(&app.state.db)
@@ -454,9 +454,9 @@ async fn a_campaign_whose_messages_all_fail_is_failed_and_requeue_revives_it(db:
     assert_eq!(provider.received().len(), 15, "3 attempts each");
     let (status, dead) = app.admin(Method::GET, "/admin/v1/messages/dead", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(dead["total"], 5);
-    assert_eq!(dead["items"][0]["attempts"], 3);
-    assert_eq!(dead["items"][0]["last_error"], "gave up after 3 attempts: simulated network error");
+    assert_eq!(dead["pagination"]["total_count"], 5);
+    assert_eq!(dead["data"][0]["attempts"], 3);
+    assert_eq!(dead["data"][0]["last_error"], "gave up after 3 attempts: simulated network error");
 
     let (status, body) =
         app.admin(Method::POST, "/admin/v1/messages/dead/requeue", json!({"campaign_id": id})).await;
@@ -794,12 +794,16 @@ async fn pages_stay_stable_while_rows_are_inserted(db: PgPool) {
     let (status, first) = app.admin(Method::GET, "/admin/v1/customers", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        (first["page_size"].as_i64(), first["total"].as_i64(), first["pages"].as_i64()),
+        (
+            first["pagination"]["page_size"].as_i64(),
+            first["pagination"]["total_count"].as_i64(),
+            first["pagination"]["total_pages"].as_i64()
+        ),
         (Some(20), Some(45), Some(3))
     );
-    let as_of = first["as_of"].as_i64().unwrap();
+    let as_of = first["pagination"]["as_of"].as_i64().unwrap();
     let mut seen: Vec<i64> =
-        first["items"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+        first["data"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
     for page in 2..=3 {
         // Someone adds customers between two page fetches.
         customer(&app, &format!("+62899{page:07}"), None).await;
@@ -808,9 +812,9 @@ async fn pages_stay_stable_while_rows_are_inserted(db: PgPool) {
             .admin(Method::GET, &format!("/admin/v1/customers?page={page}&as_of={as_of}"), Value::Null)
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["total"], 45, "the snapshot's total");
-        assert_eq!(body["as_of"], as_of);
-        seen.extend(body["items"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()));
+        assert_eq!(body["pagination"]["total_count"], 45, "the snapshot's total");
+        assert_eq!(body["pagination"]["as_of"], as_of);
+        seen.extend(body["data"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()));
     }
     let all: Vec<i64> = sqlx::query_scalar("SELECT id FROM customers WHERE id <= $1 ORDER BY id DESC")
         .bind(as_of)
@@ -819,14 +823,14 @@ async fn pages_stay_stable_while_rows_are_inserted(db: PgPool) {
         .unwrap();
     assert_eq!(seen, all, "every row once, newest first, none of the new ones");
     let (_, now) = app.admin(Method::GET, "/admin/v1/customers", Value::Null).await;
-    assert_eq!(now["total"], 51, "a fresh first page sees the new rows");
+    assert_eq!(now["pagination"]["total_count"], 51, "a fresh first page sees the new rows");
 
-    for query in ["page=0", "page_size=0", "page_size=101", "as_of=-1"] {
+    for query in ["page=x", "page_size=1.5", "page=1000001", "as_of=-1"] {
         let (status, _) = app.admin(Method::GET, &format!("/admin/v1/customers?{query}"), Value::Null).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
     }
     let (_, body) = app.admin(Method::GET, "/admin/v1/customers?page_size=100", Value::Null).await;
-    assert_eq!(body["items"].as_array().unwrap().len(), 51);
+    assert_eq!(body["data"].as_array().unwrap().len(), 51);
 
     // Campaign lists: filters and the same snapshot rule.
     for i in 0..3 {
@@ -835,12 +839,15 @@ async fn pages_stay_stable_while_rows_are_inserted(db: PgPool) {
     }
     let (_, list) =
         app.admin(Method::GET, "/admin/v1/message-campaigns?channel=whatsapp&page_size=2", Value::Null).await;
-    assert_eq!((list["total"].as_i64(), list["pages"].as_i64()), (Some(3), Some(2)));
+    assert_eq!(
+        (list["pagination"]["total_count"].as_i64(), list["pagination"]["total_pages"].as_i64()),
+        (Some(3), Some(2))
+    );
     let names: Vec<&str> =
-        list["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        list["data"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["w2", "w1"]);
     let (_, list) = app.admin(Method::GET, "/admin/v1/message-campaigns?status=draft", Value::Null).await;
-    assert_eq!(list["total"], 6);
+    assert_eq!(list["pagination"]["total_count"], 6);
     let (status, _) = app.admin(Method::GET, "/admin/v1/message-campaigns?status=bogus", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -240,3 +240,59 @@ async fn a_draft_in_a_time_zone_no_live_campaign_uses_can_be_previewed(db: PgPoo
         }
     }
 }
+
+/// The campaign served to `user` with these request headers, or None for 204.
+async fn served_with(app: &TestApp, user: &str, headers: &[(&str, &str)]) -> Option<i64> {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::get(format!("/v1/campaigns/popup?user_id={user}&country=ID"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    match status {
+        StatusCode::OK => serde_json::from_slice::<Value>(&bytes).unwrap()["campaign_id"].as_i64(),
+        StatusCode::NO_CONTENT => None,
+        other => panic!("{other}: {}", String::from_utf8_lossy(&bytes)),
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn country_rules_read_the_configured_trusted_header_only(db: PgPool) {
+    let db_again = db.clone();
+    let app = TestApp::with_config(db, &redis_url(), |config| {
+        config.country_header = Some("cf-ipcountry".parse().unwrap());
+    })
+    .await;
+    let mut indonesia = spec("Indonesia");
+    indonesia["rules"] = json!({"countries": ["ID"]});
+    let id = app.live_campaign(indonesia).await;
+
+    // (headers, served): normalised as the edge normalises the platform's country.
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(Headers, Option<i64>)] = &[
+        (&[("CF-IPCountry", "ID")], Some(id)),
+        (&[("cf-ipcountry", "id")], Some(id)),
+        (&[("CF-IPCountry", " ID ")], Some(id)),
+        (&[("CF-IPCountry", "SG")], None),
+        (&[("CF-IPCountry", "XX")], None),
+        (&[("CF-IPCountry", "IDN")], None),
+        // The query's `country=ID` is never read, nor another header.
+        (&[], None),
+        (&[("X-Country", "ID")], None),
+    ];
+    for (headers, expected) in cases {
+        assert_eq!(served_with(&app, "c-1", headers).await, *expected, "{headers:?}");
+    }
+
+    // Without the setting, the header is not trusted: no country, whatever it says.
+    drop(app);
+    let plain = TestApp::new(db_again).await;
+    let mut indonesia = spec("Indonesia again");
+    indonesia["rules"] = json!({"countries": ["ID"]});
+    plain.live_campaign(indonesia).await;
+    assert_eq!(served_with(&plain, "c-1", &[("CF-IPCountry", "ID")]).await, None);
+}

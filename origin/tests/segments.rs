@@ -25,7 +25,7 @@ async fn an_upload_reads_csv_or_lines_and_ignores_duplicates(db: PgPool) {
     let (_, body) = app.upload("vip", "c-3").await;
     assert!(body["version"].as_i64().unwrap() > first_version);
     let (_, list) = app.admin(Method::GET, "/admin/v1/segments", Value::Null).await;
-    assert_eq!(list["total"], 1);
+    assert_eq!(list["pagination"]["total_count"], 1);
     // Members are kept in Postgres, so Redis can be rebuilt.
     let stored: Vec<Vec<String>> =
         sqlx::query_scalar("SELECT user_ids FROM segment_members").fetch_all(&app.state.db).await.unwrap();

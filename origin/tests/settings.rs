@@ -26,8 +26,8 @@ async fn the_daily_cap_across_campaigns_is_set_validated_audited_and_served(db: 
     assert_eq!(app.popup_for("c-1").await, None, "one popup today already");
     assert_eq!(app.popup_for("c-2").await.map(|p| p.0), Some(first), "others are not capped");
     let (_, audit) = app.admin(Method::GET, "/admin/v1/audit?entity=settings", Value::Null).await;
-    assert_eq!(audit["items"][0]["before"], json!({"max_popups_per_day": null}));
-    assert_eq!(audit["items"][0]["after"], json!({"max_popups_per_day": 1}));
+    assert_eq!(audit["data"][0]["before"], json!({"max_popups_per_day": null}));
+    assert_eq!(audit["data"][0]["after"], json!({"max_popups_per_day": 1}));
 
     // Back to no cap.
     let (status, _) = app.admin(Method::PUT, "/admin/v1/settings", json!({"max_popups_per_day": null})).await;

@@ -352,13 +352,13 @@ async fn a_first_upload_is_not_seen_before_it_is_complete(db: PgPool) {
     wait_for_chunks(&app, "fresh", 0, 1).await;
     assert_eq!(segment(&app, "fresh").await.0, StatusCode::NOT_FOUND, "not listed mid-upload");
     let (_, list) = app.admin(Method::GET, "/admin/v1/segments", Value::Null).await;
-    assert_eq!(list["total"], 0);
+    assert_eq!(list["pagination"]["total_count"], 0);
     drop(body);
     let (status, answer) = upload.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(segment(&app, "fresh").await.1["member_count"], CHUNK + 1);
     let (_, audit) = app.admin(Method::GET, "/admin/v1/audit?entity=segment", Value::Null).await;
-    assert_eq!(audit["items"][0]["action"], "create", "{audit}");
+    assert_eq!(audit["data"][0]["action"], "create", "{audit}");
 }
 
 #[sqlx::test(migrator = "popup_origin::MIGRATOR")]

@@ -31,7 +31,10 @@
 //! `main` pointing at the bundle and without the `[build]` step, so starting a stack never rebuilds the
 //! worker (parallel tests would race on `edge/build/`) and never picks up a developer's `.dev.vars`. The
 //! secrets go to that directory's `.dev.vars`, the other settings to `--var`. The platform's request
-//! metadata (`request.cf`) comes from a file the stack writes, with the country [`EDGE_COUNTRY`].
+//! metadata (`request.cf`) comes from a file the stack writes, with the country [`EDGE_COUNTRY`]: wrangler
+//! reads the `request.cf` object it gives the worker from the file `CLOUDFLARE_CF_FETCH_PATH` names (its
+//! cache of Cloudflare's answer, which it would otherwise fetch from the internet). The origin reads the
+//! country from the trusted header [`ORIGIN_COUNTRY_HEADER`], which the stack sends with the same country.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -52,6 +55,11 @@ pub const DAY_OFFSET: &str = "+07:00";
 
 /// The country the edge's platform metadata reports for every request.
 pub const EDGE_COUNTRY: &str = "ID";
+
+/// The trusted header the stack's origin reads the country from (`POPUP_COUNTRY_HEADER`); the stack sends
+/// it with [`EDGE_COUNTRY`] on the origin's popup requests, as a proxy in front of the origin would, so
+/// both sides see the same country.
+pub const ORIGIN_COUNTRY_HEADER: &str = "CF-IPCountry";
 
 /// How long a request of the edge may wait for the gateway. Above the production default (300 ms), so a
 /// loaded test machine running many stacks at once does not turn slow answers into 503s.
@@ -612,7 +620,8 @@ impl Stack {
             // An hour: admin writes must reach Redis (and the edge) by themselves, on the next request,
             // not by a reconcile that happens to run in between.
             .env("POPUP_RECONCILE_SECONDS", "3600")
-            .env("POPUP_REDIS_TIMEOUT_MS", "3000");
+            .env("POPUP_REDIS_TIMEOUT_MS", "3000")
+            .env("POPUP_COUNTRY_HEADER", ORIGIN_COUNTRY_HEADER);
         self.common_env(&mut origin);
         self.services.push(Service::spawn("origin", origin, &self.dir)?);
 
@@ -873,9 +882,14 @@ impl Stack {
     }
 
     /// `GET /v1/campaigns/popup?{query}` on `side`; `query` is already URL-encoded.
+    /// The origin's carries the country header a proxy would set ([`ORIGIN_COUNTRY_HEADER`]).
     pub async fn popup(&self, side: Side, query: &str) -> anyhow::Result<Reply> {
         let url = format!("{}/v1/campaigns/popup?{query}", self.base(side));
-        Stack::reply(self.http.get(url).send().await?).await
+        let mut request = self.http.get(url);
+        if side == Side::Origin {
+            request = request.header(ORIGIN_COUNTRY_HEADER, EDGE_COUNTRY);
+        }
+        Stack::reply(request.send().await?).await
     }
 
     /// Any request to `side`'s public API: `path` holds the query, already URL-encoded.

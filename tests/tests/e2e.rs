@@ -278,6 +278,11 @@ async fn edge_and_origin_decide_alike_for_a_table_of_customers_and_contexts() {
                "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50,
                              "creative": {"title": "For you B", "body": "Cashback B"}}],
                "audience": {"exclude": ["opted-out"]}}),
+        // Country rules: the edge reads the platform's country, the origin the proxy's header.
+        json!({"name": "Singapore", "priority": 11, "placements": ["country"], "schedule": start,
+               "creative": {"title": "Halo SG", "body": "Promo"}, "rules": {"countries": ["SG"]}}),
+        json!({"name": "Here", "priority": 9, "placements": ["country"], "schedule": start,
+               "creative": {"title": "Halo", "body": "Promo"}, "rules": {"countries": [EDGE_COUNTRY]}}),
     ];
     let mut names = std::collections::BTreeMap::new();
     for spec in &campaigns {
@@ -330,6 +335,9 @@ async fn edge_and_origin_decide_alike_for_a_table_of_customers_and_contexts() {
         ("u-11", "", "Everyone"),
         ("u-12", "", "Everyone"),
         ("u-13", "", "Everyone"),
+        ("u-20", "placement=country", "Here"),
+        ("u-20", "placement=country&country=SG", "Here"),
+        ("u-21", "placement=country&platform=ios&app_version=5.0.0", "Here"),
     ];
     let mut outcomes = BTreeSet::new();
     let mut mismatches = Vec::new();

@@ -8,7 +8,11 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use popup_core::ids::Timestamp;
 use popup_core::lifecycle::{self, Action, Dates, Shown, Status};
+use popup_core::wire::ErrorResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::db::campaign_spec::CampaignSpec;
 use crate::db::campaigns::{self, CampaignRow};
@@ -18,6 +22,8 @@ use crate::http::{ApiError, Editor, JsonBody, Path, Query, Viewer};
 use crate::projection;
 use crate::state::AppState;
 
+/// A campaign as stored: the definition it was written with, and what the origin adds. Its schema is
+/// written below rather than derived, see [`CampaignView::schema`].
 #[derive(Debug, Serialize)]
 pub struct CampaignView {
     pub id: i64,
@@ -26,6 +32,49 @@ pub struct CampaignView {
     pub spec: CampaignSpec,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl utoipa::PartialSchema for CampaignView {
+    /// The definition's schema with the stored fields added. Derived, it would be the definition's schema
+    /// and the stored fields side by side (`allOf`), and the definition, which refuses unknown fields as a
+    /// request body (`additionalProperties: false`), would refuse the stored ones.
+    fn schema() -> RefOr<Schema> {
+        let mut object = match CampaignSpec::schema() {
+            RefOr::T(Schema::Object(object)) => object,
+            _ => Object::new(),
+        };
+        object.additional_properties = None;
+        let timestamp = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        };
+        let stored: [(&str, RefOr<Schema>); 4] = [
+            (
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .into(),
+            ),
+            ("status", RefOr::Ref(Ref::from_schema_name(Shown::name()))),
+            ("created_at", timestamp().into()),
+            ("updated_at", timestamp().into()),
+        ];
+        for (name, schema) in stored {
+            object.properties.insert(name.into(), schema);
+            object.required.push(name.into());
+        }
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl utoipa::ToSchema for CampaignView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((CampaignSpec::name().into(), CampaignSpec::schema()));
+        CampaignSpec::schemas(schemas);
+        schemas.push((Shown::name().into(), Shown::schema()));
+    }
 }
 
 fn view(row: CampaignRow, now: DateTime<Utc>) -> CampaignView {
@@ -55,6 +104,18 @@ fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp(time.timestamp())
 }
 
+#[utoipa::path(
+    post,
+    path = "/campaigns",
+    tag = "campaigns",
+    summary = "Create a campaign (a draft)",
+    security(("api_key" = [])),
+    request_body = CampaignSpec,
+    responses(
+        (status = 201, description = "Created, as a draft.", body = CampaignView),
+        (status = 422, description = "The body does not parse (`invalid_body`) or breaks rules (`validation_failed`, every field listed).", body = ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Editor(actor): Editor,
@@ -67,6 +128,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(row, Utc::now()))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}",
+    tag = "campaigns",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = CampaignView),
+        (status = 404, description = "No such campaign.", body = ErrorResponse),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: Viewer,
@@ -76,17 +148,32 @@ pub async fn get(
     Ok(Json(view(row, Utc::now())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     /// Stored status: draft, active, paused or ended.
+    #[param(pattern = "^(draft|active|paused|ended)$")]
     status: Option<String>,
     /// Case-insensitive substring of the name.
     q: Option<String>,
     // Text, checked by `PageQuery::validate`, which names a bad value's field.
+    /// The page, from 1 (the default); below 1 is 1. At most 1000000; more, or not a whole number, is 400.
+    #[param(value_type = Option<i64>, maximum = 1000000)]
     page: Option<String>,
+    /// Rows per page, 20 by default; above 100 is 100, below 1 is the default. Not a whole number is 400.
+    #[param(value_type = Option<i64>)]
     page_size: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns",
+    tag = "campaigns",
+    summary = "Campaigns, newest first",
+    security(("api_key" = [])),
+    params(ListFilter),
+    responses((status = 200, body = Paged<CampaignView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Viewer,
@@ -106,6 +193,21 @@ pub async fn list(
     Ok(Json(Paged::new(rows.into_iter().map(|r| view(r, now)).collect(), page, total)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/campaigns/{id}",
+    tag = "campaigns",
+    summary = "Replace a campaign's definition",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    request_body = CampaignSpec,
+    responses(
+        (status = 200, body = CampaignView),
+        (status = 404, description = "No such campaign.", body = ErrorResponse),
+        (status = 409, description = "An ended campaign cannot change.", body = ErrorResponse),
+        (status = 422, description = "The body does not parse or breaks rules.", body = ErrorResponse),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Editor(actor): Editor,
@@ -122,6 +224,18 @@ pub async fn update(
     Ok(Json(view(row, Utc::now())))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/campaigns/{id}",
+    tag = "campaigns",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such campaign.", body = ErrorResponse),
+        (status = 409, description = "A live campaign cannot be deleted: pause or end it first.", body = ErrorResponse),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Editor(actor): Editor,
@@ -155,6 +269,15 @@ async fn transition(
     Ok(Json(view(row, Utc::now())))
 }
 
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: the path is parsed by the core.
+enum LifecycleAction {
+    Activate,
+    Pause,
+    End,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct LifecyclePath {
     id: String,
@@ -162,6 +285,21 @@ pub struct LifecyclePath {
 }
 
 /// `POST /admin/v1/campaigns/{id}/{activate|pause|end}`.
+#[utoipa::path(
+    post,
+    path = "/campaigns/{id}/{action}",
+    tag = "campaigns",
+    summary = "Activate, pause or end a campaign",
+    description = "`draft -> active (scheduled until its start) -> paused -> ended`.",
+    security(("api_key" = [])),
+    params(("id" = i64, Path), ("action" = inline(LifecycleAction), Path)),
+    responses(
+        (status = 200, body = CampaignView),
+        (status = 404, description = "No such campaign, or not an action.", body = ErrorResponse),
+        (status = 409, description = "The lifecycle does not allow it from the campaign's status.", body = ErrorResponse),
+        (status = 422, description = "Activating a campaign whose segments were deleted since.", body = ErrorResponse),
+    )
+)]
 pub async fn lifecycle(
     State(state): State<AppState>,
     Editor(actor): Editor,

@@ -10,15 +10,16 @@ use crate::db::keys::{self, KeyView};
 use crate::http::page::{PageQuery, Paged};
 use crate::http::{Admin, ApiError, JsonBody, Path, Query};
 use crate::state::AppState;
+use popup_core::wire::ErrorResponse;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     pub name: String,
     pub role: Role,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub view: KeyView,
@@ -26,6 +27,18 @@ pub struct CreatedKey {
     pub key: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/keys",
+    tag = "keys",
+    summary = "Create an API key; the secret is in this answer only",
+    security(("api_key" = [])),
+    request_body = NewKey,
+    responses(
+        (status = 201, body = CreatedKey),
+        (status = 422, description = "A name that is blank or longer than 100 characters, or an unknown role.", body = ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Admin(actor): Admin,
@@ -38,6 +51,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedKey { view, key })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "keys",
+    security(("api_key" = [])),
+    params(PageQuery),
+    responses((status = 200, body = Paged<KeyView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
@@ -48,6 +69,17 @@ pub async fn list(
     Ok(Json(Paged::new(items, page, total)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/keys/{id}",
+    tag = "keys",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 404, description = "No such key, or revoked already.", body = ErrorResponse),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Admin(actor): Admin,

@@ -10,31 +10,27 @@ pub mod settings;
 pub mod stats;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
-use axum::Router;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/campaigns", post(campaigns::create).get(campaigns::list))
-        .route("/campaigns/{id}", get(campaigns::get).put(campaigns::update).delete(campaigns::delete))
-        .route("/campaigns/{id}/preview", get(preview::campaign_preview))
-        .route("/campaigns/{id}/stats", get(stats::campaign))
-        .route("/campaigns/{id}/{action}", post(campaigns::lifecycle))
-        .route("/preview", get(preview::preview))
+/// The admin routes; each handler's `#[utoipa::path]` gives its path, under `/admin/v1`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::get, campaigns::update, campaigns::delete))
+        .routes(routes!(preview::campaign_preview))
+        .routes(routes!(stats::campaign))
+        .routes(routes!(campaigns::lifecycle))
+        .routes(routes!(preview::preview))
         // Uploads are streamed and bounded by their own configurable limit.
-        .route(
-            "/segments/{name}",
-            put(segments::upload)
-                .get(segments::get)
-                .delete(segments::delete)
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route("/segments", get(segments::list))
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{id}", axum::routing::delete(keys::revoke))
-        .route("/audit", get(audit::list))
-        .route("/settings", get(settings::get).put(settings::put))
+        .routes(routes!(segments::upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(segments::get, segments::delete))
+        .routes(routes!(segments::list))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(audit::list))
+        .routes(routes!(settings::get, settings::put))
         .merge(crate::messaging::router())
 }

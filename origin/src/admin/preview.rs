@@ -19,8 +19,10 @@ use crate::db::{campaigns, segments};
 use crate::http::{ApiError, Path, Query, Viewer};
 use crate::projection::{build_parts, fill_zones};
 use crate::state::AppState;
+use popup_core::context::Platform;
+use popup_core::wire::ErrorResponse;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignPreview {
     #[serde(flatten)]
     pub explanation: Explanation,
@@ -28,7 +30,7 @@ pub struct CampaignPreview {
     pub this_campaign: CampaignOutcome,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignOutcome {
     pub shown: bool,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -79,6 +81,23 @@ async fn explain_with(
     Ok(Explanation::new(&decision, now, catalog.version()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/preview",
+    tag = "preview",
+    summary = "What a customer would see, and why each other campaign was skipped",
+    security(("api_key" = [])),
+    params(
+        ("user_id" = String, Query, pattern = r"^[A-Za-z0-9_.:@-]{1,64}$"),
+        ("at" = Option<String>, Query, format = DateTime, description = "RFC 3339; now by default."),
+        ("placement" = Option<String>, Query),
+        ("platform" = Option<Platform>, Query),
+        ("app_version" = Option<String>, Query, example = "5.2.0"),
+        ("locale" = Option<String>, Query),
+        ("country" = Option<String>, Query, description = "ISO 3166-1 alpha-2, as the platform would report it."),
+    ),
+    responses((status = 200, body = Explanation))
+)]
 /// `GET /admin/v1/preview?user_id=..[&at=RFC3339][&placement=..&platform=..&app_version=..&locale=..&country=..]`
 pub async fn preview(
     State(state): State<AppState>,
@@ -88,6 +107,28 @@ pub async fn preview(
     Ok(Json(explain_with(&state, pairs, None).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/preview",
+    tag = "preview",
+    summary = "The preview as if this campaign were live (drafts too)",
+    security(("api_key" = [])),
+    params(
+        ("id" = i64, Path),
+        ("user_id" = String, Query, pattern = r"^[A-Za-z0-9_.:@-]{1,64}$"),
+        ("at" = Option<String>, Query, format = DateTime, description = "RFC 3339; now by default."),
+        ("placement" = Option<String>, Query),
+        ("platform" = Option<Platform>, Query),
+        ("app_version" = Option<String>, Query, example = "5.2.0"),
+        ("locale" = Option<String>, Query),
+        ("country" = Option<String>, Query, description = "ISO 3166-1 alpha-2, as the platform would report it."),
+    ),
+    responses(
+        (status = 200, body = CampaignPreview),
+        (status = 404, description = "No such campaign.", body = ErrorResponse),
+        (status = 422, description = "The campaign names a segment or zone that no longer exists.", body = ErrorResponse),
+    )
+)]
 /// `GET /admin/v1/campaigns/{id}/preview?...`: as if this campaign were active, even a draft or paused one.
 pub async fn campaign_preview(
     State(state): State<AppState>,

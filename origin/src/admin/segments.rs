@@ -38,6 +38,7 @@ use crate::http::{ApiError, Editor, Path, Query, Viewer};
 use crate::projection;
 use crate::projection::segments::{LoadError, SegmentLoad};
 use crate::state::AppState;
+use popup_core::wire::ErrorResponse;
 
 /// Ids stored per Postgres row, and written to Redis together.
 const IDS_PER_CHUNK: usize = 10_000;
@@ -149,7 +150,7 @@ fn id_column(record: &Record<'_>) -> Option<usize> {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadResult {
     #[serde(flatten)]
     pub segment: SegmentView,
@@ -158,6 +159,23 @@ pub struct UploadResult {
 }
 
 /// `PUT /admin/v1/segments/{name}`: replaces the segment's members with the uploaded ids.
+#[utoipa::path(
+    put,
+    path = "/segments/{name}",
+    tag = "segments",
+    summary = "Replace a segment's members with the uploaded customer ids",
+    description = "One id per line, or CSV (RFC 4180) whose id column a header names `customer_id`, `user_id`, \
+                   `id`, `cif` or `nasabah_id` (else the first column). Streamed; visible atomically when complete.",
+    security(("api_key" = [])),
+    params(("name" = String, Path, pattern = "^[a-z0-9_-]{1,64}$")),
+    request_body(content = String, content_type = "text/csv", description = "The ids."),
+    responses(
+        (status = 200, body = UploadResult),
+        (status = 409, description = "Another upload of this segment is running.", body = ErrorResponse),
+        (status = 413, description = "Larger than `POPUP_MAX_SEGMENT_BYTES`.", body = ErrorResponse),
+        (status = 422, description = "A bad name, or malformed lines, listed as `line N`.", body = ErrorResponse),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     Editor(actor): Editor,
@@ -450,6 +468,14 @@ fn redis_failed(error: LoadError) -> ApiError {
     ApiError::Unavailable
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments",
+    tag = "segments",
+    security(("api_key" = [])),
+    params(PageQuery),
+    responses((status = 200, body = Paged<SegmentView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Viewer,
@@ -460,6 +486,17 @@ pub async fn list(
     Ok(Json(Paged::new(items, page, total)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments/{name}",
+    tag = "segments",
+    security(("api_key" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = SegmentView),
+        (status = 404, description = "No such segment.", body = ErrorResponse),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: Viewer,
@@ -468,6 +505,18 @@ pub async fn get(
     Ok(Json(segments::get(&state.db, &name).await?.ok_or(ApiError::NotFound("segment"))?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/segments/{name}",
+    tag = "segments",
+    security(("api_key" = [])),
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such segment.", body = ErrorResponse),
+        (status = 409, description = "A campaign still uses the segment.", body = ErrorResponse),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Editor(actor): Editor,

@@ -11,19 +11,23 @@ use crate::db::campaigns;
 use crate::db::events::{self, CountsRow};
 use crate::http::{ApiError, Path, Query, Viewer};
 use crate::state::AppState;
+use popup_core::wire::ErrorResponse;
 
 /// The longest range one request may ask for.
 const MAX_DAYS: i64 = 366;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// First day, `YYYY-MM-DD`; defaults to six days before `to`.
+    #[param(format = Date)]
     from: Option<String>,
-    /// Last day, included; defaults to today.
+    /// Last day, included; defaults to today. At most 366 days after `from`.
+    #[param(format = Date)]
     to: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignStats {
     pub campaign_id: i64,
     pub from: NaiveDate,
@@ -34,7 +38,7 @@ pub struct CampaignStats {
     pub variants: Vec<VariantStats>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Counts {
     pub impressions: i64,
     /// Distinct customers with an impression.
@@ -53,7 +57,7 @@ pub struct Counts {
     pub conversion_rate: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DayStats {
     pub day: NaiveDate,
     pub variant: String,
@@ -61,13 +65,25 @@ pub struct DayStats {
     pub counts: Counts,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VariantStats {
     pub variant: String,
     #[serde(flatten)]
     pub counts: Counts,
 }
 
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/stats",
+    tag = "stats",
+    summary = "Impressions, clicks, dismissals, conversions and holdouts per day and variant",
+    security(("api_key" = [])),
+    params(("id" = i64, Path), StatsQuery),
+    responses(
+        (status = 200, body = CampaignStats),
+        (status = 404, description = "No such campaign.", body = ErrorResponse),
+    )
+)]
 /// `GET /admin/v1/campaigns/{id}/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`
 pub async fn campaign(
     State(state): State<AppState>,

@@ -11,7 +11,7 @@ use popup_core::campaign::{
 use popup_core::ids::{CampaignId, SegmentId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSpec {
     pub name: String,
@@ -33,7 +33,7 @@ pub struct CampaignSpec {
     pub budget: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     pub start: DateTime<Utc>,
@@ -45,7 +45,7 @@ pub struct ScheduleSpec {
     pub windows: Vec<Window>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceSpec {
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct AudienceSpec {
     pub exclude: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncludeSpec {
     #[default]

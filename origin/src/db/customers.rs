@@ -11,7 +11,7 @@ use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use super::audit::{self, Actor};
 use super::{DbError, DbResult};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CustomerView {
     pub id: i64,
     pub phone: String,

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use super::audit::{self, Actor};
 use super::{DbError, DbResult};
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: i64,
     pub name: String,

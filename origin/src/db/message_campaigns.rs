@@ -15,7 +15,7 @@ use super::audit::{self, Actor};
 use super::DbResult;
 
 /// How a message travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
@@ -35,7 +35,7 @@ impl Channel {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageCampaign {
     pub id: i64,
     pub name: String,
@@ -160,7 +160,7 @@ pub async fn list(
 }
 
 /// Messages of a campaign by status. `sending` counts messages handed to a worker and not yet recorded.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stats {
     pub total: i64,
     pub pending: i64,

@@ -44,7 +44,7 @@ use super::customers::{self, CustomerView};
 use super::message_campaigns::{self, Channel};
 use super::{DbError, DbResult};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: i64,
     pub campaign_id: i64,
@@ -117,7 +117,7 @@ pub enum Recipients {
 }
 
 /// What a send queued.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Queued {
     pub campaign_id: i64,
     pub messages_queued: u64,

@@ -52,7 +52,7 @@ pub async fn member_count<'e>(db: impl PgExecutor<'e>, name: &str) -> DbResult<O
 }
 
 /// A segment as the admin API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SegmentView {
     pub id: i32,
     pub name: String,

@@ -1,5 +1,11 @@
 //! Stable pagination: `page` (1 to [`MAX_PAGE`]) and `page_size` (1 to 100, default 20), newest first by id,
-//! with the total count and the number of pages.
+//! answered as `{"data": [...], "pagination": {"page", "page_size", "total_count", "total_pages"}}`, the
+//! shape of every list.
+//!
+//! Out-of-range values are brought into range as the messaging document (seed 002) specifies: a
+//! `page_size` above 100 is 100 and one below 1 the default, a `page` below 1 is 1; the `pagination` of the
+//! answer says which values were used. What is not a whole number, or a `page` past [`MAX_PAGE`], is still
+//! refused (400 naming the field): that is not a page anyone meant.
 //!
 //! Lists that grow while someone pages through them also answer `as_of`, the newest id the first page saw;
 //! a client that passes it back (`?as_of=...`) pages through that snapshot, so rows inserted meanwhile
@@ -23,9 +29,14 @@ pub const MAX_PAGE: i64 = 1_000_000;
 
 /// The paging parameters as sent. They are read as text so that a value that is not a page number, one too
 /// large for any integer type included, is refused naming its field, like any other out of range.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The page, from 1 (the default); below 1 is 1. At most 1000000; more, or not a whole number, is 400.
+    #[param(value_type = Option<i64>, maximum = 1000000)]
     pub page: Option<String>,
+    /// Rows per page, 20 by default; above 100 is 100, below 1 is the default. Not a whole number is 400.
+    #[param(value_type = Option<i64>)]
     pub page_size: Option<String>,
 }
 
@@ -37,19 +48,26 @@ pub struct Page {
 
 impl PageQuery {
     pub fn validate(self) -> Result<Page, ApiError> {
-        let page = number("page", self.page.as_deref(), 1, MAX_PAGE)?;
-        let page_size = number("page_size", self.page_size.as_deref(), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let page = match whole_number("page", self.page.as_deref())? {
+            None => 1,
+            Some(page) if page > MAX_PAGE => {
+                return Err(ApiError::bad_field("page", format!("must be at most {MAX_PAGE}")))
+            }
+            Some(page) => page.max(1),
+        };
+        let page_size = match whole_number("page_size", self.page_size.as_deref())? {
+            Some(size) if size < 1 => DEFAULT_PAGE_SIZE,
+            Some(size) => size.min(MAX_PAGE_SIZE),
+            None => DEFAULT_PAGE_SIZE,
+        };
         Ok(Page { page, page_size })
     }
 }
 
-/// A whole number from 1 to `max`, or `default` when absent.
-fn number(field: &str, raw: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
-    let Some(raw) = raw else { return Ok(default) };
-    match raw.parse::<i64>() {
-        Ok(value) if (1..=max).contains(&value) => Ok(value),
-        _ => Err(ApiError::bad_field(field, format!("must be a whole number from 1 to {max}"))),
-    }
+/// The value of a paging parameter, if given; one that is not a whole number within i64 is refused.
+fn whole_number(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    raw.map(|raw| raw.parse::<i64>().map_err(|_| ApiError::bad_field(field, "must be a whole number")))
+        .transpose()
 }
 
 impl Page {
@@ -60,26 +78,40 @@ impl Page {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list: the rows, and where they sit in it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Paged<T> {
-    pub items: Vec<T>,
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Pagination {
+    /// The page served, from 1.
     pub page: i64,
+    /// Rows per page, 1 to 100.
     pub page_size: i64,
-    pub total: i64,
-    pub pages: i64,
+    /// Rows in the whole list (in its snapshot, where it has `as_of`).
+    pub total_count: i64,
+    /// `ceil(total_count / page_size)`; 0 for an empty list.
+    pub total_pages: i64,
+    /// The newest id of the snapshot this page belongs to: pass it back (`?as_of=`) to page through the
+    /// same rows while new ones are inserted. Only on lists that grow while they are read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<i64>,
 }
 
 impl<T> Paged<T> {
-    pub fn new(items: Vec<T>, page: Page, total: i64) -> Paged<T> {
-        let pages = (total + page.page_size - 1) / page.page_size;
-        Paged { items, page: page.page, page_size: page.page_size, total, pages, as_of: None }
+    pub fn new(data: Vec<T>, page: Page, total_count: i64) -> Paged<T> {
+        let total_pages = (total_count + page.page_size - 1) / page.page_size;
+        let pagination =
+            Pagination { page: page.page, page_size: page.page_size, total_count, total_pages, as_of: None };
+        Paged { data, pagination }
     }
 
     /// Marks the page as part of the snapshot of ids up to `as_of`.
     pub fn as_of(mut self, as_of: i64) -> Paged<T> {
-        self.as_of = Some(as_of);
+        self.pagination.as_of = Some(as_of);
         self
     }
 }
@@ -116,19 +148,37 @@ mod tests {
     }
 
     #[test]
-    fn pages_out_of_range_or_not_numbers_name_their_field() {
+    fn in_range_values_are_clamped_as_the_messaging_document_says() {
+        for (page_value, size, expected) in [
+            (Some("0"), None, (1, DEFAULT_PAGE_SIZE)),
+            (Some("-1"), None, (1, DEFAULT_PAGE_SIZE)),
+            (Some("-9223372036854775808"), None, (1, DEFAULT_PAGE_SIZE)),
+            (Some("3"), Some("0"), (3, DEFAULT_PAGE_SIZE)),
+            (None, Some("-7"), (1, DEFAULT_PAGE_SIZE)),
+            (None, Some("101"), (1, MAX_PAGE_SIZE)),
+            (None, Some("9223372036854775807"), (1, MAX_PAGE_SIZE)),
+            (None, Some("100"), (1, 100)),
+            (None, Some("1"), (1, 1)),
+        ] {
+            let served = page(page_value, size).unwrap();
+            assert_eq!((served.page, served.page_size), expected, "{page_value:?} {size:?}");
+        }
+    }
+
+    #[test]
+    fn pages_beyond_the_bound_or_not_numbers_name_their_field() {
         let too_deep = (MAX_PAGE + 1).to_string();
         for (page_value, size, field) in [
-            (Some("0"), None, "page"),
-            (Some("-1"), None, "page"),
             (Some(too_deep.as_str()), None, "page"),
             (Some("9223372036854775807"), None, "page"),
             (Some("99999999999999999999"), None, "page"),
+            (Some("-99999999999999999999"), None, "page"),
             (Some("2.5"), None, "page"),
             (Some(""), None, "page"),
-            (None, Some("0"), "page_size"),
-            (None, Some("101"), "page_size"),
+            (Some("one"), None, "page"),
             (None, Some("99999999999999999999"), "page_size"),
+            (None, Some("ten"), "page_size"),
+            (None, Some(""), "page_size"),
         ] {
             match page(page_value, size) {
                 Err(ApiError::BadFields(fields)) => {
@@ -137,5 +187,19 @@ mod tests {
                 other => panic!("{page_value:?} {size:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_shape_is_data_and_pagination() {
+        let first = page(None, Some("2")).unwrap();
+        let body = serde_json::to_value(Paged::new(vec![1, 2], first, 5)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"data": [1, 2],
+                "pagination": {"page": 1, "page_size": 2, "total_count": 5, "total_pages": 3}})
+        );
+        let body = serde_json::to_value(Paged::<i32>::new(vec![], first, 0).as_of(9)).unwrap();
+        assert_eq!(body["pagination"]["total_pages"], 0);
+        assert_eq!(body["pagination"]["as_of"], 9);
     }
 }

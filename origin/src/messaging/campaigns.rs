@@ -15,10 +15,11 @@ use crate::db::messages::{self, MessageView};
 use crate::http::page::{PageQuery, Paged};
 use crate::http::{ApiError, Editor, JsonBody, Path, Query, Viewer};
 use crate::state::AppState;
+use popup_core::wire::ErrorResponse;
 
 const MAX_NAME_CHARS: usize = 200;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMessageCampaign {
     pub name: String,
@@ -59,13 +60,24 @@ impl NewMessageCampaign {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignDetail {
     #[serde(flatten)]
     pub campaign: MessageCampaign,
     pub stats: Stats,
 }
 
+#[utoipa::path(
+    post,
+    path = "/message-campaigns",
+    tag = "message-campaigns",
+    security(("api_key" = [])),
+    request_body = NewMessageCampaign,
+    responses(
+        (status = 201, body = MessageCampaign),
+        (status = 422, description = "A field breaks a rule (the template's placeholders, a past `scheduled_at`), or the body does not parse.", body = ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Editor(actor): Editor,
@@ -87,6 +99,17 @@ async fn load(state: &AppState, id: i64) -> Result<MessageCampaign, ApiError> {
     message_campaigns::get(&state.db, id).await?.ok_or(ApiError::NotFound("message campaign"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/message-campaigns/{id}",
+    tag = "message-campaigns",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = CampaignDetail),
+        (status = 404, description = "No such message campaign.", body = ErrorResponse),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: Viewer,
@@ -97,16 +120,34 @@ pub async fn get(
     Ok(Json(CampaignDetail { campaign, stats }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
+    #[param(pattern = "^(draft|scheduled|sending|sent|failed)$")]
     status: Option<String>,
+    #[param(pattern = "^(sms|whatsapp)$")]
     channel: Option<String>,
     // Not flattened: serde's flatten reads query values as strings only.
+    /// The page, from 1 (the default); below 1 is 1. At most 1000000; more, or not a whole number, is 400.
+    #[param(value_type = Option<i64>, maximum = 1000000)]
     page: Option<String>,
+    /// Rows per page, 20 by default; above 100 is 100, below 1 is the default. Not a whole number is 400.
+    #[param(value_type = Option<i64>)]
     page_size: Option<String>,
+    /// The `pagination.as_of` of the first page: pages through the same rows while new ones are inserted.
+    #[param(minimum = 0)]
     as_of: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/message-campaigns",
+    tag = "message-campaigns",
+    summary = "Message campaigns, newest first",
+    security(("api_key" = [])),
+    params(ListFilter),
+    responses((status = 200, body = Paged<MessageCampaign>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Viewer,
@@ -133,14 +174,34 @@ pub async fn list(
     Ok(Json(Paged::new(items, page, total).as_of(as_of)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessageFilter {
+    #[param(pattern = "^(pending|sending|sent|failed)$")]
     status: Option<String>,
+    /// The page, from 1 (the default); below 1 is 1. At most 1000000; more, or not a whole number, is 400.
+    #[param(value_type = Option<i64>, maximum = 1000000)]
     page: Option<String>,
+    /// Rows per page, 20 by default; above 100 is 100, below 1 is the default. Not a whole number is 400.
+    #[param(value_type = Option<i64>)]
     page_size: Option<String>,
+    /// The `pagination.as_of` of the first page: pages through the same rows while new ones are inserted.
+    #[param(minimum = 0)]
     as_of: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/message-campaigns/{id}/messages",
+    tag = "message-campaigns",
+    summary = "A campaign's messages, newest first",
+    security(("api_key" = [])),
+    params(("id" = i64, Path), MessageFilter),
+    responses(
+        (status = 200, body = Paged<MessageView>),
+        (status = 404, description = "No such message campaign.", body = ErrorResponse),
+    )
+)]
 /// `GET /admin/v1/message-campaigns/{id}/messages?status=failed`.
 pub async fn messages(
     State(state): State<AppState>,

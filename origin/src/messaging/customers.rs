@@ -28,6 +28,7 @@ use crate::http::upload::csv::{CsvReader, LineErrors, Read};
 use crate::http::upload::LimitedUpload;
 use crate::http::{ApiError, Editor, JsonBody, Path, Query, Viewer};
 use crate::state::AppState;
+use popup_core::wire::ErrorResponse;
 
 /// The longest optional field, in characters.
 const MAX_FIELD_CHARS: usize = 200;
@@ -37,7 +38,7 @@ const ROWS_PER_BATCH: usize = 5_000;
 const COLUMNS: [&str; 7] =
     ["phone", "external_id", "first_name", "last_name", "email", "location", "preferred_product"];
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
     pub phone: String,
@@ -133,6 +134,18 @@ fn taken(error: CreateError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/customers",
+    tag = "customers",
+    security(("api_key" = [])),
+    request_body = NewCustomer,
+    responses(
+        (status = 201, body = CustomerView),
+        (status = 409, description = "The phone or the external id is taken.", body = ErrorResponse),
+        (status = 422, description = "A field breaks a rule (the phone must be E.164), or the body does not parse.", body = ErrorResponse),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Editor(actor): Editor,
@@ -146,6 +159,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/customers/{id}",
+    tag = "customers",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = CustomerView),
+        (status = 404, description = "No such customer.", body = ErrorResponse),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: Viewer,
@@ -155,16 +179,32 @@ pub async fn get(
     Ok(Json(row))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     /// An exact phone number.
     phone: Option<String>,
     // Not flattened: serde's flatten reads query values as strings only.
+    /// The page, from 1 (the default); below 1 is 1. At most 1000000; more, or not a whole number, is 400.
+    #[param(value_type = Option<i64>, maximum = 1000000)]
     page: Option<String>,
+    /// Rows per page, 20 by default; above 100 is 100, below 1 is the default. Not a whole number is 400.
+    #[param(value_type = Option<i64>)]
     page_size: Option<String>,
+    /// The `pagination.as_of` of the first page: pages through the same rows while new ones are inserted.
+    #[param(minimum = 0)]
     as_of: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/customers",
+    tag = "customers",
+    summary = "Customers, newest first",
+    security(("api_key" = [])),
+    params(ListFilter),
+    responses((status = 200, body = Paged<CustomerView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Viewer,
@@ -177,7 +217,7 @@ pub async fn list(
     Ok(Json(Paged::new(items, page, total).as_of(as_of)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportResult {
     /// Data rows read (the header not counted).
     pub rows: u64,
@@ -187,6 +227,22 @@ pub struct ImportResult {
 
 /// `POST /admin/v1/customers/import`: a CSV with a header naming its columns (any of [`COLUMNS`], `phone`
 /// required, in any order).
+#[utoipa::path(
+    post,
+    path = "/customers/import",
+    tag = "customers",
+    summary = "Create or update customers from a CSV, all rows or none",
+    security(("api_key" = [])),
+    request_body(content = String, content_type = "text/csv", description = "A header naming the columns \
+                 (`phone` required; `external_id`, `first_name`, `last_name`, `email`, `location`, \
+                 `preferred_product`), then a row per customer."),
+    responses(
+        (status = 200, body = ImportResult),
+        (status = 409, description = "An external id is taken by another customer.", body = ErrorResponse),
+        (status = 413, description = "Larger than the upload limit.", body = ErrorResponse),
+        (status = 422, description = "Bad rows, listed as `line N` (the header is line 1).", body = ErrorResponse),
+    )
+)]
 pub async fn import(
     State(state): State<AppState>,
     Editor(actor): Editor,

@@ -13,14 +13,30 @@ use crate::http::page::{PageQuery, Paged};
 use crate::http::{ApiError, Editor, JsonBody, Query, Viewer};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadFilter {
     campaign_id: Option<i64>,
+    /// The page, from 1 (the default); below 1 is 1. At most 1000000; more, or not a whole number, is 400.
+    #[param(value_type = Option<i64>, maximum = 1000000)]
     page: Option<String>,
+    /// Rows per page, 20 by default; above 100 is 100, below 1 is the default. Not a whole number is 400.
+    #[param(value_type = Option<i64>)]
     page_size: Option<String>,
+    /// The `pagination.as_of` of the first page: pages through the same rows while new ones are inserted.
+    #[param(minimum = 0)]
     as_of: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages/dead",
+    tag = "messages",
+    summary = "Messages that failed for good, newest first",
+    security(("api_key" = [])),
+    params(DeadFilter),
+    responses((status = 200, body = Paged<MessageView>))
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: Viewer,
@@ -34,7 +50,7 @@ pub async fn list(
     Ok(Json(Paged::new(items, page, total).as_of(as_of)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequeueRequest {
     #[serde(default)]
@@ -43,13 +59,22 @@ pub struct RequeueRequest {
     pub campaign_id: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequeueResult {
     /// Failed messages put back to pending; ids that were not failed are left alone.
     pub requeued: u64,
     pub campaign_ids: Vec<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/messages/dead/requeue",
+    tag = "messages",
+    summary = "Put failed messages back in line with a fresh set of attempts",
+    security(("api_key" = [])),
+    request_body = RequeueRequest,
+    responses((status = 200, body = RequeueResult))
+)]
 pub async fn requeue(
     State(state): State<AppState>,
     Editor(actor): Editor,

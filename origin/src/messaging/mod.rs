@@ -37,27 +37,24 @@ pub mod send;
 pub mod worker;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use crate::db::message_campaigns::Channel;
 use crate::state::AppState;
 
 /// The admin routes, merged into `/admin/v1`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/customers", post(customers::create).get(customers::list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(customers::create, customers::list))
         // Imports are streamed and bounded by the upload limit (`POPUP_MAX_SEGMENT_BYTES`), not axum's.
-        .route("/customers/import", post(customers::import).layer(DefaultBodyLimit::disable()))
-        .route("/customers/{id}", get(customers::get))
-        .route("/message-campaigns", post(campaigns::create).get(campaigns::list))
-        .route("/message-campaigns/{id}", get(campaigns::get))
-        .route("/message-campaigns/{id}/messages", get(campaigns::messages))
+        .routes(routes!(customers::import).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(customers::get))
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::messages))
         // Up to 200k customer ids in one request.
-        .route(
-            "/message-campaigns/{id}/send",
-            post(send::send).layer(DefaultBodyLimit::max(send::MAX_BODY_BYTES)),
-        )
-        .route("/messages/dead", get(dead::list))
-        .route("/messages/dead/requeue", post(dead::requeue))
+        .routes(routes!(send::send).layer(DefaultBodyLimit::max(send::MAX_BODY_BYTES)))
+        .routes(routes!(dead::list))
+        .routes(routes!(dead::requeue))
 }

@@ -22,13 +22,14 @@ use serde::Deserialize;
 use crate::db::messages::{self, QueueError, Queued, Recipients, MAX_RECIPIENTS};
 use crate::http::{ApiError, Editor, JsonBody, Path};
 use crate::state::AppState;
+use popup_core::wire::ErrorResponse;
 
 /// Customers one send reaches at most, by ids or by segment.
 pub const MAX_CUSTOMER_IDS: usize = MAX_RECIPIENTS;
 /// Enough for [`MAX_CUSTOMER_IDS`] ids as JSON.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     #[serde(default)]
@@ -59,6 +60,21 @@ impl SendRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/message-campaigns/{id}/send",
+    tag = "message-campaigns",
+    summary = "Render and queue a message per customer, all in one transaction",
+    security(("api_key" = [])),
+    params(("id" = i64, Path)),
+    request_body = SendRequest,
+    responses(
+        (status = 202, body = Queued),
+        (status = 404, description = "No such campaign, customer or segment.", body = ErrorResponse),
+        (status = 409, description = "The campaign was sent already.", body = ErrorResponse),
+        (status = 422, description = "The segment is too large, or none of its members is a customer.", body = ErrorResponse),
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     Editor(actor): Editor,

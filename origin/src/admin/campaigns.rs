@@ -10,7 +10,7 @@ use popup_core::ids::Timestamp;
 use popup_core::lifecycle::{self, Action, Dates, Shown, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::db::campaign_spec::CampaignSpec;
+use crate::db::campaign_spec::{CampaignSpec, ToCore};
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::{self, audit::Actor, segments};
 use crate::http::page::{Page, PageQuery, Paged};

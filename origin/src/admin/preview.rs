@@ -14,7 +14,7 @@ use popup_core::store::ResolvePlan;
 use popup_core::wire::{Explanation, PopupQuery, SkippedCampaign};
 use serde::Serialize;
 
-use crate::db::campaign_spec::CampaignSpec;
+use crate::db::campaign_spec::{CampaignSpec, ToCore};
 use crate::db::{campaigns, segments};
 use crate::http::{ApiError, Path, Query, Viewer};
 use crate::projection::{build_parts, fill_zones};

@@ -149,6 +149,12 @@ fn words(raw: &str) -> Vec<String> {
 fn decode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (CampaignSpec, Vec<FieldError>) {
     let fields = Fields(pairs.into_iter().collect());
     let mut p = Problems(Vec::new());
+    // Postgres stores no text holding NUL; the API refuses it in any field, and so does the form.
+    for (name, value) in &fields.0 {
+        if value.contains('\0') && !p.0.iter().any(|e| e.field == *name) {
+            p.add(*name, "must not contain the NUL character");
+        }
+    }
     let priority = match fields.one("priority") {
         "" => 0,
         raw => raw.parse().unwrap_or_else(|_| {
@@ -301,6 +307,78 @@ fn decode_creative(fields: &Fields<'_>, path: &str, p: &mut Problems) -> Creativ
     }
 }
 
+/// The form's fields for `spec`, as [`check`] reads them back: what the editor shows for a stored campaign.
+pub fn encode(spec: &CampaignSpec) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut put = |name: String, value: String| pairs.push((name, value));
+    put("name".into(), spec.name.clone());
+    put("priority".into(), spec.priority.to_string());
+    put("placements".into(), spec.placements.join(", "));
+    let time = |t: &DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    put("schedule.start".into(), time(&spec.schedule.start));
+    put("schedule.end".into(), spec.schedule.end.as_ref().map(time).unwrap_or_default());
+    put("schedule.time_zone".into(), spec.schedule.time_zone.clone().unwrap_or_default());
+    for (i, window) in spec.schedule.windows.iter().enumerate() {
+        for day in &window.days {
+            put(format!("schedule.windows[{i}].days"), weekday_name(*day).into());
+        }
+        put(format!("schedule.windows[{i}].start"), window.start.to_string());
+        put(format!("schedule.windows[{i}].end"), window.end.to_string());
+    }
+    encode_creative(&spec.creative, "creative", &mut put);
+    for (i, variant) in spec.variants.iter().enumerate() {
+        put(format!("variants[{i}].key"), variant.key.clone());
+        put(format!("variants[{i}].weight"), variant.weight.to_string());
+        if variant.control {
+            put(format!("variants[{i}].control"), "on".into());
+        }
+        if let Some(creative) = &variant.creative {
+            encode_creative(creative, &format!("variants[{i}].creative"), &mut put);
+        }
+    }
+    let number = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+    put("caps.lifetime".into(), number(spec.caps.lifetime));
+    put("caps.per_day".into(), number(spec.caps.per_day));
+    put("caps.min_interval_seconds".into(), number(spec.caps.min_interval_seconds));
+    match &spec.audience.include {
+        IncludeSpec::Everyone => put("audience.include".into(), "everyone".into()),
+        IncludeSpec::AnyOf(names) => {
+            put("audience.include".into(), "any_of".into());
+            for name in names {
+                put("audience.include.any_of".into(), name.clone());
+            }
+        }
+    }
+    for name in &spec.audience.exclude {
+        put("audience.exclude".into(), name.clone());
+    }
+    for platform in &spec.rules.platforms {
+        let name = serde_json::to_value(platform).ok().and_then(|v| v.as_str().map(String::from));
+        put("rules.platforms".into(), name.unwrap_or_default());
+    }
+    let range = spec.rules.app_version.clone().unwrap_or_default();
+    let version = |v: Option<crate::context::AppVersion>| v.map(|v| v.to_string()).unwrap_or_default();
+    put("rules.app_version.min".into(), version(range.min));
+    put("rules.app_version.max".into(), version(range.max));
+    put("rules.countries".into(), spec.rules.countries.join(", "));
+    put("rules.locales".into(), spec.rules.locales.join(", "));
+    put("budget".into(), spec.budget.map(|b| b.to_string()).unwrap_or_default());
+    pairs
+}
+
+fn weekday_name(day: Weekday) -> &'static str {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][day as usize]
+}
+
+fn encode_creative(creative: &Creative, path: &str, put: &mut impl FnMut(String, String)) {
+    put(format!("{path}.title"), creative.title.clone());
+    put(format!("{path}.body"), creative.body.clone());
+    put(format!("{path}.image_url"), creative.image_url.clone().unwrap_or_default());
+    put(format!("{path}.action_url"), creative.action_url.clone().unwrap_or_default());
+    let extra: Vec<String> = creative.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    put(format!("{path}.extra"), extra.join("\n"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +392,18 @@ mod tests {
     fn fields(checked: &Checked) -> Vec<&str> {
         checked.errors.iter().map(|e| e.field.as_str()).collect()
     }
+
+    const FULL: &str = r##"{"name":"Full","priority":-3,"placements":["login","home"],
+            "schedule":{"start":"2026-12-01T09:30:15Z","end":"2026-12-31T17:00:00Z","time_zone":"Asia/Jakarta",
+              "windows":[{"days":["mon","fri"],"start":"09:00","end":"17:00"}]},
+            "creative":{"title":"T","body":"B","image_url":"https://img.example/x.png","action_url":"bankapp://promo",
+              "extra":{"accent":"#0a7","button":"Apply now"}},
+            "variants":[{"key":"a","weight":3},{"key":"b","weight":1,"creative":{"title":"Other"}},
+              {"key":"holdout","weight":1,"control":true}],
+            "caps":{"lifetime":5,"per_day":1,"min_interval_seconds":3600},
+            "audience":{"include":{"any_of":["vip"]}},
+            "rules":{"platforms":["ios","android"],"app_version":{"min":"5.2.0"},"countries":["ID","SG"],"locales":["id","en-US"]},
+            "budget":1000}"##;
 
     const MINIMAL: [(&str, &str); 3] =
         [("name", "Promo"), ("schedule.start", "2026-12-01T09:30"), ("creative.title", "Hello")];
@@ -375,21 +465,23 @@ mod tests {
         ];
         let checked = run(&pairs);
         assert_eq!(checked.errors, vec![]);
-        let expected: CampaignSpec = serde_json::from_str(
-            r##"{"name":"Full","priority":-3,"placements":["login","home"],
-            "schedule":{"start":"2026-12-01T09:30:15Z","end":"2026-12-31T17:00:00Z","time_zone":"Asia/Jakarta",
-              "windows":[{"days":["mon","fri"],"start":"09:00","end":"17:00"}]},
-            "creative":{"title":"T","body":"B","image_url":"https://img.example/x.png","action_url":"bankapp://promo",
-              "extra":{"accent":"#0a7","button":"Apply now"}},
-            "variants":[{"key":"a","weight":3},{"key":"b","weight":1,"creative":{"title":"Other"}},
-              {"key":"holdout","weight":1,"control":true}],
-            "caps":{"lifetime":5,"per_day":1,"min_interval_seconds":3600},
-            "audience":{"include":{"any_of":["vip"]}},
-            "rules":{"platforms":["ios","android"],"app_version":{"min":"5.2.0"},"countries":["ID","SG"],"locales":["id","en-US"]},
-            "budget":1000}"##,
-        )
-        .unwrap();
+        let expected: CampaignSpec = serde_json::from_str(FULL).unwrap();
         assert_eq!(checked.spec, expected);
+    }
+
+    #[test]
+    fn an_encoded_spec_decodes_to_itself() {
+        let pairs = run(&MINIMAL).spec;
+        assert_eq!(run_owned(&encode(&pairs)).spec, pairs);
+        let full: CampaignSpec = serde_json::from_str(FULL).unwrap();
+        let again = run_owned(&encode(&full));
+        assert_eq!(again.errors, vec![]);
+        assert_eq!(again.spec, full);
+    }
+
+    fn run_owned(pairs: &[(String, String)]) -> Checked {
+        let segment = |name: &str| (name == "vip").then_some(SegmentId(1));
+        check(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())), 0, segment, |zone| zone == "Asia/Jakarta")
     }
 
     #[test]
@@ -427,6 +519,17 @@ mod tests {
                 "caps.lifetime",
             ]
         );
+    }
+
+    #[test]
+    fn nul_is_refused_in_any_field() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs[0] = ("name", "Pro\0mo");
+        pairs.push(("variants[0].creative.body", "a\0b"));
+        pairs.push(("variants[0].weight", "1"));
+        pairs.push(("variants[0].key", "a"));
+        let checked = run(&pairs);
+        assert_eq!(fields(&checked), ["name", "variants[0].creative.body"]);
     }
 
     #[test]

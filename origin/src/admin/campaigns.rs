@@ -28,7 +28,7 @@ pub struct CampaignView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn view(row: CampaignRow, now: DateTime<Utc>) -> CampaignView {
+pub fn view(row: CampaignRow, now: DateTime<Utc>) -> CampaignView {
     let status = row.status.shown(dates(&row), timestamp(now));
     CampaignView {
         id: row.id,
@@ -50,6 +50,12 @@ fn check(row: &CampaignRow, action: Action) -> Result<Status, ApiError> {
         .map_err(|refused| ApiError::Conflict(refused.to_string()))
 }
 
+/// Why the lifecycle refuses `action` on this campaign now, if it does: the dashboard offers only the
+/// actions it allows.
+pub fn refusal(row: &CampaignRow, action: Action) -> Option<String> {
+    check(row, action).err().map(|refused| refused.to_string())
+}
+
 /// Whole seconds, as the core (and so the resolver) reads every time.
 fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp(time.timestamp())
@@ -60,11 +66,21 @@ pub async fn create(
     Editor(actor): Editor,
     JsonBody(spec): JsonBody<CampaignSpec>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(create_campaign(&state, &actor, &spec).await?)))
+}
+
+/// Creates a draft campaign from `spec` as `actor`: validated by the core against the live segments,
+/// audited; for this API and the dashboard.
+pub async fn create_campaign(
+    state: &AppState,
+    actor: &Actor,
+    spec: &CampaignSpec,
+) -> Result<CampaignView, ApiError> {
     let mut tx = db::begin(&state.db).await?;
     spec.to_core(0, &segments::ids_by_name(&mut *tx).await?)?;
-    let row = campaigns::insert(&mut tx, &actor, &spec).await?;
+    let row = campaigns::insert(&mut tx, actor, spec).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(view(row, Utc::now()))))
+    Ok(view(row, Utc::now()))
 }
 
 pub async fn get(
@@ -112,14 +128,25 @@ pub async fn update(
     Path(id): Path<i64>,
     JsonBody(spec): JsonBody<CampaignSpec>,
 ) -> Result<Json<CampaignView>, ApiError> {
+    Ok(Json(update_campaign(&state, &actor, id, &spec).await?))
+}
+
+/// Replaces campaign `id`'s spec as `actor`: allowed by the lifecycle, validated by the core, audited,
+/// published; for this API and the dashboard.
+pub async fn update_campaign(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    spec: &CampaignSpec,
+) -> Result<CampaignView, ApiError> {
     let mut tx = db::begin(&state.db).await?;
     let before = campaigns::lock(&mut tx, id).await?.ok_or(ApiError::NotFound("campaign"))?;
     check(&before, Action::Update)?;
     spec.to_core(id, &segments::ids_by_name(&mut *tx).await?)?;
-    let row = campaigns::update_spec(&mut tx, &actor, &before, &spec).await?;
+    let row = campaigns::update_spec(&mut tx, actor, &before, spec).await?;
     tx.commit().await?;
-    projection::publish_after_write(&state).await;
-    Ok(Json(view(row, Utc::now())))
+    projection::publish_after_write(state).await;
+    Ok(view(row, Utc::now()))
 }
 
 pub async fn delete(
@@ -127,16 +154,25 @@ pub async fn delete(
     Editor(actor): Editor,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = db::begin(&state.db).await?;
-    let before = campaigns::lock(&mut tx, id).await?.ok_or(ApiError::NotFound("campaign"))?;
-    check(&before, Action::Delete)?;
-    campaigns::soft_delete(&mut tx, &actor, &before).await?;
-    tx.commit().await?;
-    projection::publish_after_write(&state).await;
+    delete_campaign(&state, &actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn transition(
+/// Deletes campaign `id` (softly) as `actor`: allowed by the lifecycle, audited, published; for this API
+/// and the dashboard.
+pub async fn delete_campaign(state: &AppState, actor: &Actor, id: i64) -> Result<(), ApiError> {
+    let mut tx = db::begin(&state.db).await?;
+    let before = campaigns::lock(&mut tx, id).await?.ok_or(ApiError::NotFound("campaign"))?;
+    check(&before, Action::Delete)?;
+    campaigns::soft_delete(&mut tx, actor, &before).await?;
+    tx.commit().await?;
+    projection::publish_after_write(state).await;
+    Ok(())
+}
+
+/// Applies lifecycle `action` to campaign `id` as `actor`: checked by the core, audited, published; for
+/// this API and the dashboard.
+pub async fn transition(
     state: &AppState,
     actor: &Actor,
     id: i64,

@@ -109,17 +109,27 @@ pub async fn list(
     Query(filter): Query<ListFilter>,
 ) -> Result<Json<Paged<CampaignView>>, ApiError> {
     let page: Page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    let status = match filter.status.as_deref() {
+    Ok(Json(find(&state, filter.status.as_deref(), filter.q.as_deref(), page).await?))
+}
+
+/// Campaigns with the stored status `status` (draft, active, paused or ended) whose name holds `q`,
+/// newest first: for this API and the dashboard's list.
+pub async fn find(
+    state: &AppState,
+    status: Option<&str>,
+    q: Option<&str>,
+    page: Page,
+) -> Result<Paged<CampaignView>, ApiError> {
+    let status = match status {
         Some(raw) => Some(
             Status::parse(raw)
                 .ok_or_else(|| ApiError::bad_field("status", "must be draft, active, paused or ended"))?,
         ),
         None => None,
     };
-    let (rows, total) =
-        campaigns::list(&state.db, status, filter.q.as_deref(), page.page_size, page.offset()).await?;
+    let (rows, total) = campaigns::list(&state.db, status, q, page.page_size, page.offset()).await?;
     let now = Utc::now();
-    Ok(Json(Paged::new(rows.into_iter().map(|r| view(r, now)).collect(), page, total)))
+    Ok(Paged::new(rows.into_iter().map(|r| view(r, now)).collect(), page, total))
 }
 
 pub async fn update(

@@ -21,6 +21,27 @@ const ASSETS: &[Asset] = &[
     Asset { name: "ui.css", content_type: "text/css", bytes: include_bytes!("../../assets/ui/ui.css") },
     Asset { name: "ui.js", content_type: "text/javascript", bytes: include_bytes!("../../assets/ui/ui.js") },
     Asset {
+        name: "editor.js",
+        content_type: "text/javascript",
+        bytes: include_bytes!("../../assets/ui/editor.js"),
+    },
+    Asset {
+        name: "editor.css",
+        content_type: "text/css",
+        bytes: include_bytes!("../../assets/ui/editor.css"),
+    },
+    // The editor's WebAssembly (scripts/build-editor-wasm) and its wasm-bindgen glue.
+    Asset {
+        name: "popup_editor_wasm.js",
+        content_type: "text/javascript",
+        bytes: include_bytes!("../../assets/editor/popup_editor_wasm.js"),
+    },
+    Asset {
+        name: "popup_editor_wasm_bg.wasm",
+        content_type: "application/wasm",
+        bytes: include_bytes!("../../assets/editor/popup_editor_wasm_bg.wasm"),
+    },
+    Asset {
         name: "stats.js",
         content_type: "text/javascript",
         bytes: include_bytes!("../../assets/ui/stats.js"),

@@ -32,8 +32,9 @@ pub fn router() -> Router<AppState> {
         .route("/signout", post(signin::sign_out))
         .route("/language", post(signin::language))
         .route("/campaigns", get(campaigns::list))
-        .route("/campaigns/new", get(editor::new))
-        .route("/campaigns/{id}", get(editor::show))
+        .route("/campaigns/new", get(editor::new).post(editor::create))
+        .route("/campaigns/{id}", get(editor::show).post(editor::save))
+        .route("/campaigns/{id}/lifecycle", post(editor::lifecycle))
         .route("/assets/{hash}/{name}", get(assets::serve))
         .fallback(|| async { Refusal::NotFound })
         .layer(axum::middleware::from_fn(crate::http::csrf::protect))
@@ -209,16 +210,20 @@ async fn render_refusals(request: Request, next: Next) -> Response {
 /// no inline script, no framing), and the rest of the usual hardening.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
-    set(
-        headers,
-        "content-security-policy",
+    // The campaign editor compiles WebAssembly, which browsers allow only with 'wasm-unsafe-eval' (it
+    // allows no JavaScript eval); only its pages say so.
+    let csp = if response.extensions().get::<editor::RunsWasm>().is_some() {
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' https: data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    } else {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
-         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-    );
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    };
+    let headers = response.headers_mut();
+    set(headers, "content-security-policy", csp);
     set(headers, "x-frame-options", "DENY");
     set(headers, "referrer-policy", "same-origin");
     set(headers, "x-content-type-options", "nosniff");

@@ -133,10 +133,14 @@ function showPreview(variants) {
     if (label || popup.action_url) {
       slot("button").textContent = label || words.dataset.open;
       slot("button").hidden = false;
+    } else {
+      slot("button").remove();
     }
     if (popup.action_url) {
       slot("action").textContent = popup.action_url;
       slot("action").hidden = false;
+    } else {
+      slot("action").remove();
     }
     return phone;
   }));
@@ -160,6 +164,7 @@ function addRow(prefix) {
     if (input.type === "checkbox" || input.type === "radio") input.checked = false;
     else input.value = "";
   }
+  for (const details of row.querySelectorAll("details")) details.open = false;
   const legend = row.querySelector("legend");
   if (legend) legend.textContent = legend.textContent.replace(/\d+/, String(next + 1));
   rows.appendChild(row);

@@ -35,7 +35,9 @@ pub struct CampaignOutcome {
     pub skipped: Option<SkippedCampaign>,
 }
 
-async fn explain_with(
+/// The explanation for the query `pairs` (`user_id`, `at`, the device context), with `extra` added as if
+/// live: for this API and the dashboard's simulator.
+pub async fn explain_with(
     state: &AppState,
     pairs: Vec<(String, String)>,
     extra: Option<(i64, CampaignSpec)>,

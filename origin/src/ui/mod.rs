@@ -9,7 +9,10 @@ pub mod assets;
 pub mod campaigns;
 pub mod editor;
 pub mod i18n;
+pub mod segments;
+pub mod settings;
 pub mod signin;
+pub mod simulator;
 
 use askama::Template;
 use axum::extract::Request;
@@ -35,6 +38,20 @@ pub fn router() -> Router<AppState> {
         .route("/campaigns/new", get(editor::new).post(editor::create))
         .route("/campaigns/{id}", get(editor::show).post(editor::save))
         .route("/campaigns/{id}/lifecycle", post(editor::lifecycle))
+        .route("/segments", get(segments::list))
+        .route("/segments/table", get(segments::table))
+        .route(
+            "/segments/{name}/upload",
+            post(segments::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/segments/{name}/delete", post(segments::delete))
+        .route("/simulator", get(simulator::page))
+        .route("/settings", get(settings::show))
+        .route("/settings/cap", post(settings::set_cap))
+        .route("/settings/people", post(settings::add_person))
+        .route("/settings/people/{id}", post(settings::change_person))
+        .route("/settings/keys", post(settings::add_key))
+        .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
         .route("/assets/{hash}/{name}", get(assets::serve))
         .fallback(|| async { Refusal::NotFound })
         .layer(axum::middleware::from_fn(crate::http::csrf::protect))

@@ -13,6 +13,7 @@ pub mod segments;
 pub mod settings;
 pub mod signin;
 pub mod simulator;
+pub mod stats;
 
 use askama::Template;
 use axum::extract::Request;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/segments/{name}/delete", post(segments::delete))
         .route("/simulator", get(simulator::page))
+        .route("/stats", get(stats::page))
         .route("/settings", get(settings::show))
         .route("/settings/cap", post(settings::set_cap))
         .route("/settings/people", post(settings::add_person))

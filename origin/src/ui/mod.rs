@@ -70,7 +70,6 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/segments", "nav.segments"),
     ("/ui/simulator", "nav.simulator"),
     ("/ui/stats", "nav.stats"),
-    ("/ui/messaging", "nav.messaging"),
     ("/ui/settings", "nav.settings"),
 ];
 

@@ -70,8 +70,10 @@ fn value(counts: &Counts, metric: &str) -> Option<f64> {
 fn chart(stats: &CampaignStats, metric: &str) -> String {
     let days: Vec<chrono::NaiveDate> = stats.from.iter_days().take_while(|d| *d <= stats.to).collect();
     let mut series: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    // A day without events counted nothing (0); a rate without events is unknown (a gap).
+    let empty = if metric.ends_with("_rate") { None } else { Some(0.0) };
     for variant in &stats.variants {
-        series.insert(&variant.variant, vec![None; days.len()]);
+        series.insert(&variant.variant, vec![empty; days.len()]);
     }
     for row in &stats.days {
         if let (Some(values), Some(at)) =

@@ -312,3 +312,67 @@ async fn settings_the_cap_people_keys_and_the_audit_diff(db: PgPool) {
     assert!(page.body.contains("<span class=\"add\">+ max_popups_per_day: 4</span>"));
     assert!(page.body.contains("Editor person <small>person</small>"));
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn stats_show_the_chart_data_and_the_tables_of_posted_events(db: PgPool) {
+    let app = TestApp::new(db).await;
+    person(&app, "vera@bank.example", Role::Viewer, Language::En).await;
+    let id = app.live_campaign(spec("Kartu Platinum", 1, json!("everyone"))).await;
+    let browser = Browser::signed_in(&app, "vera@bank.example").await;
+    let page = browser.get(&format!("/ui/stats?campaign={id}")).await;
+    assert!(page.body.contains("id=\"stats-empty\""), "no events yet: {}", page.body);
+
+    for user in ["c-1", "c-2", "c-3"] {
+        let (campaign, token) = app.popup_for(user).await.unwrap();
+        assert_eq!(app.impression(campaign, user, &token).await, StatusCode::ACCEPTED);
+        if user == "c-1" {
+            let (status, _) = app
+                .post(
+                    &format!("/v1/campaigns/{campaign}/click"),
+                    json!({"user_id": user, "impression_token": token}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+        }
+    }
+    let settings = popup_origin::ingest::IngestSettings {
+        batch: 100,
+        claim_idle: std::time::Duration::from_secs(60),
+        block: std::time::Duration::from_millis(50),
+        retention_days: 30,
+    };
+    let mut ingester = popup_origin::ingest::Ingester::connect(
+        app.state.clone(),
+        &common::redis_url(),
+        "ui".into(),
+        settings,
+    )
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        ingester.step().await.unwrap();
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.state.db).await.unwrap();
+        if stored == 4 {
+            break;
+        }
+    }
+
+    let page = browser.get(&format!("/ui/stats?campaign={id}&metric=click_through_rate")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let totals = &page.body[page.body.find("id=\"stats-totals\"").expect("the totals table")..];
+    assert!(totals.contains("<td>default</td><td class=\"num\">3</td><td class=\"num\">3</td><td class=\"num\">1</td><td class=\"num\">33.3%</td>"), "{totals}");
+    assert!(page.body.contains("id=\"stats-days\""));
+    assert!(
+        page.body.contains("data-chart=\"{&#34;metric&#34;:&#34;click_through_rate&#34;")
+            || page.body.contains("data-chart=\"{&quot;metric&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("uPlot.iife.min.js"));
+
+    let page = browser.get(&format!("/ui/stats?campaign={id}&from=2026-02-10&to=2026-01-01")).await;
+    assert!(page.body.contains("Check the range: from"), "{}", page.body);
+    let page = browser.get("/ui/stats").await;
+    assert!(page.body.contains("Choose a campaign") && !page.body.contains("stats-totals"));
+}

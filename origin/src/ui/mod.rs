@@ -13,6 +13,7 @@ pub mod segments;
 pub mod settings;
 pub mod signin;
 pub mod simulator;
+pub mod stats;
 
 use askama::Template;
 use axum::extract::Request;
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/segments/{name}/delete", post(segments::delete))
         .route("/simulator", get(simulator::page))
+        .route("/stats", get(stats::page))
         .route("/settings", get(settings::show))
         .route("/settings/cap", post(settings::set_cap))
         .route("/settings/people", post(settings::add_person))
@@ -69,7 +71,6 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/segments", "nav.segments"),
     ("/ui/simulator", "nav.simulator"),
     ("/ui/stats", "nav.stats"),
-    ("/ui/messaging", "nav.messaging"),
     ("/ui/settings", "nav.settings"),
 ];
 

@@ -8,6 +8,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launch, screenshot, externalRequests } from './launch.mjs';
+import { activateInTheEditor, createCampaignInTheEditor } from './editor-steps.mjs';
 
 const ORIGIN = process.argv[2];
 const ADMIN = { email: 'admin@browser.example', password: process.env.DASHBOARD_ADMIN_PASSWORD };
@@ -157,6 +158,17 @@ const STEPS = [
         assert.equal(forged, 403);
         await screenshot(page, 'dashboard-settings-editor');
         await page.close();
+    }],
+    // Last, so the campaign it activates changes no earlier step's popup.
+    ['editor-create-campaign', async ({ context }) => {
+        await context.clearCookies();
+        state.editorPage = await context.newPage();
+        await signIn(state.editorPage, ADMIN);
+        state.editorCampaign = await createCampaignInTheEditor(state.editorPage, ORIGIN, requests);
+    }],
+    ['editor-activate', async () => {
+        await activateInTheEditor(state.editorPage, ORIGIN, state.editorCampaign);
+        await state.editorPage.close();
     }],
 ];
 

@@ -8,6 +8,8 @@
 //! - [`ids`]: identifiers and timestamps.
 //! - [`access`]: the roles of API keys and people, and what each may do.
 //! - [`campaign`]: the campaign model and its validation.
+//! - [`spec`]: the campaign as the admin API and the backoffice editor write it, and its validation.
+//! - [`form`]: the backoffice editor's form, decoded into a spec and validated.
 //! - [`lifecycle`]: a campaign's statuses, stored and shown, and which action may run from which.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
 //! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
@@ -42,10 +44,12 @@ pub mod catalog;
 pub mod context;
 pub mod defaults;
 pub mod delivery;
+pub mod form;
 pub mod ids;
 pub mod lifecycle;
 pub mod projection;
 pub mod resolve;
+pub mod spec;
 pub mod store;
 pub mod stream;
 pub mod template;

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::campaign::FieldError;
+use crate::campaign::{Creative, FieldError};
 use crate::context::RequestContext;
 use crate::ids::{CampaignId, Timestamp, UserId};
 use crate::resolve::{Decision, Rule, Selection, Skip};
@@ -71,10 +71,24 @@ pub struct PopupResponse {
 
 impl PopupResponse {
     pub fn new(selection: &Selection<'_>, impression_token: String) -> PopupResponse {
-        let creative = selection.creative;
+        PopupResponse::from_creative(
+            selection.campaign.id,
+            selection.variant,
+            selection.creative,
+            impression_token,
+        )
+    }
+
+    /// The popup showing `creative` as `variant` of `campaign_id`.
+    pub fn from_creative(
+        campaign_id: CampaignId,
+        variant: &str,
+        creative: &Creative,
+        impression_token: String,
+    ) -> PopupResponse {
         PopupResponse {
-            campaign_id: selection.campaign.id,
-            variant: selection.variant.into(),
+            campaign_id,
+            variant: variant.into(),
             title: creative.title.clone(),
             body: creative.body.clone(),
             image_url: creative.image_url.clone(),

@@ -80,6 +80,8 @@ pub struct Config {
     /// Set it only behind a proxy that overwrites the header, since a client could send it otherwise.
     #[arg(long, env = "POPUP_COUNTRY_HEADER", value_parser = parse_header_name)]
     pub country_header: Option<axum::http::HeaderName>,
+    #[command(flatten)]
+    pub dashboard: DashboardConfig,
 }
 
 impl Config {
@@ -90,6 +92,23 @@ impl Config {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_seconds.max(1))
     }
+}
+
+/// The dashboard's sessions (`/ui`).
+#[derive(Clone, Debug, Args)]
+pub struct DashboardConfig {
+    /// Minutes without a request after which a dashboard session ends.
+    #[arg(long, env = "POPUP_UI_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    pub session_idle_minutes: u64,
+
+    /// Hours after sign-in at which a dashboard session ends, however busy.
+    #[arg(long, env = "POPUP_UI_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u64,
+
+    /// Send the session cookie without `Secure`, so that a browser keeps it over plain http. Only for
+    /// development on 127.0.0.1; behind TLS leave it off.
+    #[arg(long, env = "POPUP_UI_INSECURE_COOKIES", default_value_t = false)]
+    pub insecure_cookies: bool,
 }
 
 /// A secret from the command line or the environment.

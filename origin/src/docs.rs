@@ -32,9 +32,9 @@ use utoipa::{Modify, ToSchema};
 /// The security scheme of the admin API and of conversions: `Authorization: Bearer <API key>`.
 pub const API_KEY: &str = "api_key";
 
-/// Route prefixes served outside the JSON API, by design: the contract and its UI, and the backoffice
-/// dashboard (HTML pages and their assets).
-pub const OUTSIDE_THE_SPEC: &[&str] = &["/openapi.json", "/docs", "/ui"];
+/// Route prefixes served outside the JSON API, by design: the contract and its UI, the backoffice
+/// dashboard (HTML pages and their assets), and `/`, which redirects a browser to the dashboard.
+pub const OUTSIDE_THE_SPEC: &[&str] = &["/openapi.json", "/docs", "/ui", "/"];
 
 #[derive(utoipa::OpenApi)]
 #[openapi(

@@ -6,8 +6,9 @@
 //! - roles: this file and `main.rs`: `serve`, `ingest`, and the router.
 //! - routes: [`public`] (`/v1/...`, the edge's contract, and conversions from the bank), [`admin`]
 //!   (`/admin/v1`: campaigns, segments, preview, stats, keys, audit), the routes of [`messaging`], [`ops`]
-//!   (health, readiness, metrics), [`docs`] (the OpenAPI document and its UI), and [`gateway`] (`popup-origin gateway`, the Upstash REST protocol for the
-//!   edge).
+//!   (health, readiness, metrics), [`docs`] (the OpenAPI document and its UI), [`gateway`] (`popup-origin
+//!   gateway`, the Upstash REST protocol for the edge), and [`ui`] (`/ui`: the backoffice's pages, for people
+//!   signed in).
 //! - [`http`]: the error type and its mapping, extractors whose rejections are JSON errors, role
 //!   extractors, paging, bounded uploads.
 //! - background: [`projection`] (the catalog published and healed into Redis), [`ingest`] (events into
@@ -32,6 +33,7 @@ pub mod redis_store;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 
 use axum::Router;
 use config::ExposeSecret;
@@ -70,6 +72,7 @@ pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = api().split_for_parts();
     docs::complete(&mut openapi);
     api.merge(docs::router(&openapi))
+        .merge(ui::router())
         .fallback(|| async { http::ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { http::ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(http::extract::refuse_nul))
@@ -108,7 +111,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "origin listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(stop_signal).await?;
+    // The peer's address reaches handlers: the dashboard's sign-in is throttled per address.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(stop_signal).await?;
     let _ = stop.send(true);
     reconciler.await?;
     ingest.await?;
@@ -134,6 +139,25 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     workers.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `popup-origin person add`: creates a dashboard account (the first admin, on a new deployment), audited
+/// as the system. The password is read by the caller from stdin or the environment, never an argument.
+pub async fn add_person(
+    database_url: &str,
+    new: &db::people::NewPerson<'_>,
+) -> anyhow::Result<db::people::Person> {
+    if let Err(refused) = db::people::check_new(new) {
+        anyhow::bail!("{}: {}", refused.field, refused.message);
+    }
+    let db = sqlx::PgPool::connect(database_url).await?;
+    MIGRATOR.run(&db).await?;
+    match db::people::create(&db, &db::audit::Actor::system(), new).await {
+        Err(db::DbError::Duplicate) => {
+            anyhow::bail!("an account with the email {} exists already", new.email)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// `popup-origin healthcheck`: GETs `url` (a role's `/healthz`) and is `Ok` only for a 200 within `timeout`,

@@ -31,6 +31,10 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Manage people's dashboard accounts (the first admin of a deployment; admins add the others in the
+    /// dashboard).
+    #[command(subcommand)]
+    Person(PersonCommand),
     /// GET a role's health endpoint; exit 0 if it answers 200 within the timeout, 1 otherwise.
     Healthcheck {
         /// `serve` answers on `/healthz` of POPUP_LISTEN's port, `gateway` on POPUP_GATEWAY_LISTEN's.
@@ -40,6 +44,41 @@ enum Command {
         #[arg(long, env = "POPUP_HEALTHCHECK_TIMEOUT_MS", default_value_t = 2000)]
         timeout_ms: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum PersonCommand {
+    /// Create an account. The password comes from POPUP_PERSON_PASSWORD, or else the first line of
+    /// standard input, so that it never shows in the process list.
+    Add {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// viewer, editor or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: popup_origin::db::people::PersonRole,
+        /// en or id.
+        #[arg(long, default_value = "en")]
+        language: String,
+    },
+}
+
+fn parse_role(raw: &str) -> Result<popup_origin::db::people::PersonRole, String> {
+    popup_origin::db::people::PersonRole::parse(raw)
+        .ok_or_else(|| format!("{raw:?} is not viewer, editor or admin"))
+}
+
+/// The new account's password: POPUP_PERSON_PASSWORD, or the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("POPUP_PERSON_PASSWORD") {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 #[tokio::main]
@@ -57,6 +96,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { database_url } => {
             let db = sqlx::PgPool::connect(&database_url).await?;
             popup_origin::MIGRATOR.run(&db).await?;
+            Ok(())
+        }
+        Command::Person(PersonCommand::Add { database_url, email, name, role, language }) => {
+            let language = popup_origin::db::people::Language::parse(&language)
+                .ok_or_else(|| anyhow::anyhow!("--language must be en or id"))?;
+            let password = read_password()?;
+            let new = popup_origin::db::people::NewPerson {
+                email: &email,
+                display_name: &name,
+                role: role.0,
+                language,
+                password: &password,
+            };
+            let person = popup_origin::add_person(&database_url, &new).await?;
+            println!("created {} ({}, {})", person.email, person.display_name, person.role.as_str());
             Ok(())
         }
         Command::Healthcheck { url, timeout_ms } => {

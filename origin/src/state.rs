@@ -23,6 +23,7 @@ pub struct Inner {
     pub max_segment_bytes: u64,
     /// Where the popup API reads the client's country (`POPUP_COUNTRY_HEADER`), if anywhere.
     pub country_header: Option<axum::http::HeaderName>,
+    pub dashboard: Dashboard,
     /// The catalog this process resolves with; replaced when Redis reports another version.
     pub catalog: RwLock<Option<Arc<Catalog>>>,
     /// Serializes projections within this process; the publish script orders them across processes.
@@ -55,6 +56,7 @@ impl AppState {
             tokens,
             max_segment_bytes: config.max_segment_bytes,
             country_header: config.country_header.clone(),
+            dashboard: Dashboard::from_config(&config.dashboard),
             catalog: RwLock::new(None),
             projection: tokio::sync::Mutex::new(Default::default()),
             heal_wanted: tokio::sync::Notify::new(),
@@ -68,6 +70,26 @@ impl AppState {
     pub fn cache_catalog(&self, catalog: Arc<Catalog>) {
         if let Ok(mut slot) = self.catalog.write() {
             *slot = Some(catalog);
+        }
+    }
+}
+
+/// The dashboard's session settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Dashboard {
+    pub sessions: crate::db::sessions::Lifetimes,
+    /// Whether the session cookie is `Secure` (always, but in local development over http).
+    pub secure_cookies: bool,
+}
+
+impl Dashboard {
+    fn from_config(config: &crate::config::DashboardConfig) -> Dashboard {
+        Dashboard {
+            sessions: crate::db::sessions::Lifetimes {
+                idle: Duration::from_secs(config.session_idle_minutes.max(1) * 60),
+                absolute: Duration::from_secs(config.session_hours.max(1) * 3600),
+            },
+            secure_cookies: !config.insecure_cookies,
         }
     }
 }

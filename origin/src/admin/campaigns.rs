@@ -14,7 +14,7 @@ use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, Schema
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::db::campaign_spec::CampaignSpec;
+use crate::db::campaign_spec::{CampaignSpec, ToCore};
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::{self, audit::Actor, segments};
 use crate::http::page::{Page, PageQuery, Paged};
@@ -77,7 +77,7 @@ impl utoipa::ToSchema for CampaignView {
     }
 }
 
-fn view(row: CampaignRow, now: DateTime<Utc>) -> CampaignView {
+pub fn view(row: CampaignRow, now: DateTime<Utc>) -> CampaignView {
     let status = row.status.shown(dates(&row), timestamp(now));
     CampaignView {
         id: row.id,
@@ -97,6 +97,12 @@ fn dates(row: &CampaignRow) -> Dates {
 fn check(row: &CampaignRow, action: Action) -> Result<Status, ApiError> {
     lifecycle::apply(row.status, action, dates(row), timestamp(Utc::now()))
         .map_err(|refused| ApiError::Conflict(refused.to_string()))
+}
+
+/// Why the lifecycle refuses `action` on this campaign now, if it does: the dashboard offers only the
+/// actions it allows.
+pub fn refusal(row: &CampaignRow, action: Action) -> Option<String> {
+    check(row, action).err().map(|refused| refused.to_string())
 }
 
 /// Whole seconds, as the core (and so the resolver) reads every time.
@@ -121,11 +127,21 @@ pub async fn create(
     Editor(actor): Editor,
     JsonBody(spec): JsonBody<CampaignSpec>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(create_campaign(&state, &actor, &spec).await?)))
+}
+
+/// Creates a draft campaign from `spec` as `actor`: validated by the core against the live segments,
+/// audited; for this API and the dashboard.
+pub async fn create_campaign(
+    state: &AppState,
+    actor: &Actor,
+    spec: &CampaignSpec,
+) -> Result<CampaignView, ApiError> {
     let mut tx = db::begin(&state.db).await?;
     spec.to_core(0, &segments::ids_by_name(&mut *tx).await?)?;
-    let row = campaigns::insert(&mut tx, &actor, &spec).await?;
+    let row = campaigns::insert(&mut tx, actor, spec).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(view(row, Utc::now()))))
+    Ok(view(row, Utc::now()))
 }
 
 #[utoipa::path(
@@ -180,17 +196,27 @@ pub async fn list(
     Query(filter): Query<ListFilter>,
 ) -> Result<Json<Paged<CampaignView>>, ApiError> {
     let page: Page = PageQuery { page: filter.page, page_size: filter.page_size }.validate()?;
-    let status = match filter.status.as_deref() {
+    Ok(Json(find(&state, filter.status.as_deref(), filter.q.as_deref(), page).await?))
+}
+
+/// Campaigns with the stored status `status` (draft, active, paused or ended) whose name holds `q`,
+/// newest first: for this API and the dashboard's list.
+pub async fn find(
+    state: &AppState,
+    status: Option<&str>,
+    q: Option<&str>,
+    page: Page,
+) -> Result<Paged<CampaignView>, ApiError> {
+    let status = match status {
         Some(raw) => Some(
             Status::parse(raw)
                 .ok_or_else(|| ApiError::bad_field("status", "must be draft, active, paused or ended"))?,
         ),
         None => None,
     };
-    let (rows, total) =
-        campaigns::list(&state.db, status, filter.q.as_deref(), page.page_size, page.offset()).await?;
+    let (rows, total) = campaigns::list(&state.db, status, q, page.page_size, page.offset()).await?;
     let now = Utc::now();
-    Ok(Json(Paged::new(rows.into_iter().map(|r| view(r, now)).collect(), page, total)))
+    Ok(Paged::new(rows.into_iter().map(|r| view(r, now)).collect(), page, total))
 }
 
 #[utoipa::path(
@@ -214,14 +240,25 @@ pub async fn update(
     Path(id): Path<i64>,
     JsonBody(spec): JsonBody<CampaignSpec>,
 ) -> Result<Json<CampaignView>, ApiError> {
+    Ok(Json(update_campaign(&state, &actor, id, &spec).await?))
+}
+
+/// Replaces campaign `id`'s spec as `actor`: allowed by the lifecycle, validated by the core, audited,
+/// published; for this API and the dashboard.
+pub async fn update_campaign(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+    spec: &CampaignSpec,
+) -> Result<CampaignView, ApiError> {
     let mut tx = db::begin(&state.db).await?;
     let before = campaigns::lock(&mut tx, id).await?.ok_or(ApiError::NotFound("campaign"))?;
     check(&before, Action::Update)?;
     spec.to_core(id, &segments::ids_by_name(&mut *tx).await?)?;
-    let row = campaigns::update_spec(&mut tx, &actor, &before, &spec).await?;
+    let row = campaigns::update_spec(&mut tx, actor, &before, spec).await?;
     tx.commit().await?;
-    projection::publish_after_write(&state).await;
-    Ok(Json(view(row, Utc::now())))
+    projection::publish_after_write(state).await;
+    Ok(view(row, Utc::now()))
 }
 
 #[utoipa::path(
@@ -241,16 +278,25 @@ pub async fn delete(
     Editor(actor): Editor,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = db::begin(&state.db).await?;
-    let before = campaigns::lock(&mut tx, id).await?.ok_or(ApiError::NotFound("campaign"))?;
-    check(&before, Action::Delete)?;
-    campaigns::soft_delete(&mut tx, &actor, &before).await?;
-    tx.commit().await?;
-    projection::publish_after_write(&state).await;
+    delete_campaign(&state, &actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn transition(
+/// Deletes campaign `id` (softly) as `actor`: allowed by the lifecycle, audited, published; for this API
+/// and the dashboard.
+pub async fn delete_campaign(state: &AppState, actor: &Actor, id: i64) -> Result<(), ApiError> {
+    let mut tx = db::begin(&state.db).await?;
+    let before = campaigns::lock(&mut tx, id).await?.ok_or(ApiError::NotFound("campaign"))?;
+    check(&before, Action::Delete)?;
+    campaigns::soft_delete(&mut tx, actor, &before).await?;
+    tx.commit().await?;
+    projection::publish_after_write(state).await;
+    Ok(())
+}
+
+/// Applies lifecycle `action` to campaign `id` as `actor`: checked by the core, audited, published; for
+/// this API and the dashboard.
+pub async fn transition(
     state: &AppState,
     actor: &Actor,
     id: i64,

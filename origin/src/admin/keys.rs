@@ -6,6 +6,7 @@ use axum::Json;
 use popup_core::access::Role;
 use serde::{Deserialize, Serialize};
 
+use crate::db::audit::Actor;
 use crate::db::keys::{self, KeyView};
 use crate::http::page::{PageQuery, Paged};
 use crate::http::{Admin, ApiError, JsonBody, Path, Query};
@@ -44,11 +45,16 @@ pub async fn create(
     Admin(actor): Admin,
     JsonBody(new): JsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    Ok((StatusCode::CREATED, Json(create_key(&state, &actor, &new).await?)))
+}
+
+/// Checks and creates a key as `actor`: for this API and the dashboard.
+pub async fn create_key(state: &AppState, actor: &Actor, new: &NewKey) -> Result<CreatedKey, ApiError> {
     if new.name.trim().is_empty() || new.name.len() > 100 {
         return Err(ApiError::field("name", "must be 1-100 characters"));
     }
-    let (view, key) = keys::create(&state.db, &actor, &new.name, new.role).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { view, key })))
+    let (view, key) = keys::create(&state.db, actor, &new.name, new.role).await?;
+    Ok(CreatedKey { view, key })
 }
 
 #[utoipa::path(

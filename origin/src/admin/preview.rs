@@ -14,7 +14,7 @@ use popup_core::store::ResolvePlan;
 use popup_core::wire::{Explanation, PopupQuery, SkippedCampaign};
 use serde::Serialize;
 
-use crate::db::campaign_spec::CampaignSpec;
+use crate::db::campaign_spec::{CampaignSpec, ToCore};
 use crate::db::{campaigns, segments};
 use crate::http::{ApiError, Path, Query, Viewer};
 use crate::projection::{build_parts, fill_zones};
@@ -37,7 +37,9 @@ pub struct CampaignOutcome {
     pub skipped: Option<SkippedCampaign>,
 }
 
-async fn explain_with(
+/// The explanation for the query `pairs` (`user_id`, `at`, the device context), with `extra` added as if
+/// live: for this API and the dashboard's simulator.
+pub async fn explain_with(
     state: &AppState,
     pairs: Vec<(String, String)>,
     extra: Option<(i64, CampaignSpec)>,

@@ -183,20 +183,32 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<UploadResult>, ApiError> {
-    check_name(&name)?;
-    let upload = LimitedUpload::new(&headers, body, state.max_segment_bytes)?;
-    let mut version = NewVersion::lock(&state, &name).await?;
+    Ok(Json(replace_members(&state, &actor, &name, &headers, body).await?))
+}
+
+/// Replaces the members of segment `name` with the ids of `body`, streamed, as `actor`: for this API and
+/// the dashboard's upload.
+pub async fn replace_members(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<UploadResult, ApiError> {
+    check_name(name)?;
+    let upload = LimitedUpload::new(headers, body, state.max_segment_bytes)?;
+    let mut version = NewVersion::lock(state, name).await?;
     let outcome = async {
         let lines_accepted = stream_members(upload, &mut version).await?;
-        let segment = version.switch(&actor).await?;
+        let segment = version.switch(actor).await?;
         Ok::<_, ApiError>(UploadResult { segment, lines_accepted })
     }
     .await;
     // Removes the new version from Postgres unless it was switched to, then lets the next upload start.
     version.end().await;
     let result = outcome?;
-    projection::publish_after_write(&state).await;
-    Ok(Json(result))
+    projection::publish_after_write(state).await;
+    Ok(result)
 }
 
 /// Reads the ids from the body and writes them to `version` a chunk at a time, reading ahead while a chunk
@@ -522,15 +534,22 @@ pub async fn delete(
     Editor(actor): Editor,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let users = campaigns::using_segment(&state.db, &name).await?;
+    remove(&state, &actor, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes segment `name` unless a campaign that has not ended uses it (409): for this API and the
+/// dashboard.
+pub async fn remove(state: &AppState, actor: &Actor, name: &str) -> Result<(), ApiError> {
+    let users = campaigns::using_segment(&state.db, name).await?;
     if !users.is_empty() {
         return Err(ApiError::Conflict(format!("segment {name:?} is used by campaigns {users:?}")));
     }
-    if !segments::delete(&state.db, &actor, &name).await? {
+    if !segments::delete(&state.db, actor, name).await? {
         return Err(ApiError::NotFound("segment"));
     }
-    projection::publish_after_write(&state).await;
-    Ok(StatusCode::NO_CONTENT)
+    projection::publish_after_write(state).await;
+    Ok(())
 }
 
 #[cfg(test)]

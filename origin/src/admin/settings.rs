@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use crate::db::audit::Actor;
 use crate::db::settings;
 use crate::http::{ApiError, Editor, JsonBody, Viewer};
 use crate::projection;
@@ -44,11 +45,17 @@ pub async fn put(
     Editor(actor): Editor,
     JsonBody(new): JsonBody<Settings>,
 ) -> Result<Json<Settings>, ApiError> {
+    apply(&state, &actor, &new).await?;
+    Ok(Json(new))
+}
+
+/// Validates and stores `new` as `actor`, audited, and publishes it: for this API and the dashboard.
+pub async fn apply(state: &AppState, actor: &Actor, new: &Settings) -> Result<(), ApiError> {
     if new.max_popups_per_day.is_some_and(|n| !(1..=MAX_DAILY_CAP).contains(&n)) {
         let message = format!("must be between 1 and {MAX_DAILY_CAP}, or null for no cap");
         return Err(ApiError::field("max_popups_per_day", message));
     }
-    settings::set_max_popups_per_day(&state.db, &actor, new.max_popups_per_day).await?;
-    projection::publish_after_write(&state).await;
-    Ok(Json(new))
+    settings::set_max_popups_per_day(&state.db, actor, new.max_popups_per_day).await?;
+    projection::publish_after_write(state).await;
+    Ok(())
 }

@@ -91,6 +91,18 @@ pub async fn campaign(
     Path(id): Path<i64>,
     Query(query): Query<StatsQuery>,
 ) -> Result<Json<CampaignStats>, ApiError> {
+    Ok(Json(of_campaign(&state, id, query.from.as_deref(), query.to.as_deref()).await?))
+}
+
+/// The stats of campaign `id` from day `from` to day `to` (`YYYY-MM-DD`, the last 7 days by default):
+/// for this API and the dashboard.
+pub async fn of_campaign(
+    state: &AppState,
+    id: i64,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<CampaignStats, ApiError> {
+    let query = StatsQuery { from: from.map(String::from), to: to.map(String::from) };
     let day_offset = -state.keys.day_start(0).seconds();
     let today = state.keys.day(Timestamp(Utc::now().timestamp()));
     let to = match &query.to {
@@ -121,7 +133,7 @@ pub async fn campaign(
             None => variants.push(VariantStats { variant: row.1.clone(), counts: counts(row) }),
         }
     }
-    Ok(Json(CampaignStats { campaign_id: id, from: date(from), to: date(to), days, variants }))
+    Ok(CampaignStats { campaign_id: id, from: date(from), to: date(to), days, variants })
 }
 
 fn counts(row: &CountsRow) -> Counts {

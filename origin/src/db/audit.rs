@@ -9,10 +9,12 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::DbResult;
 
-/// Who acted: an API key (by id and name) with its role, or the system (reconcile, bootstrap).
+/// Who acted: an API key (by id and name) with its role, a person signed in to the dashboard (by id and
+/// display name), or the system (reconcile, bootstrap).
 #[derive(Clone, Debug)]
 pub struct Actor {
     pub key_id: Option<i64>,
+    pub person_id: Option<i64>,
     pub name: String,
     pub role: Role,
 }
@@ -20,7 +22,7 @@ pub struct Actor {
 impl Actor {
     /// The background jobs, for audit rows.
     pub fn system() -> Actor {
-        Actor { key_id: None, name: "system".into(), role: Role::Admin }
+        Actor { key_id: None, person_id: None, name: "system".into(), role: Role::Admin }
     }
 }
 
@@ -34,10 +36,11 @@ pub async fn record(
     after: Option<Value>,
 ) -> DbResult<()> {
     sqlx::query(
-        "INSERT INTO audit_log (actor_key, actor_name, action, entity, entity_id, before, after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (actor_key, actor_person, actor_name, action, entity, entity_id, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(actor.key_id)
+    .bind(actor.person_id)
     .bind(&actor.name)
     .bind(action)
     .bind(entity)
@@ -54,6 +57,7 @@ pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub actor_key: Option<i64>,
+    pub actor_person: Option<i64>,
     pub actor_name: String,
     pub action: String,
     pub entity: String,
@@ -77,7 +81,7 @@ pub async fn list(
         .fetch_one(db)
         .await?;
     let items = sqlx::query_as(&format!(
-        "SELECT id, at, actor_key, actor_name, action, entity, entity_id, before, after FROM audit_log
+        "SELECT id, at, actor_key, actor_person, actor_name, action, entity, entity_id, before, after FROM audit_log
          WHERE {condition} ORDER BY id DESC LIMIT $3 OFFSET $4"
     ))
     .bind(entity)

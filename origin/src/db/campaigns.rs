@@ -75,6 +75,32 @@ pub async fn using_segment(db: &PgPool, name: &str) -> DbResult<Vec<i64>> {
         .collect())
 }
 
+/// For each segment name, the campaigns not ended that refer to it (id and name), in one read.
+pub async fn segment_users(db: &PgPool) -> DbResult<std::collections::HashMap<String, Vec<(i64, String)>>> {
+    let rows: Vec<(i64, Json<CampaignSpec>)> = sqlx::query_as(
+        "SELECT id, spec FROM campaigns WHERE deleted_at IS NULL AND status <> 'ended' ORDER BY id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut users: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
+    for (id, spec) in rows {
+        let mut names: Vec<&str> = spec.0.segment_names().collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            users.entry(name.to_string()).or_default().push((id, spec.0.name.clone()));
+        }
+    }
+    Ok(users)
+}
+
+/// The names of campaigns `ids` (deleted ones included), by id.
+pub async fn names(db: &PgPool, ids: &[i64]) -> DbResult<std::collections::HashMap<i64, String>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, name FROM campaigns WHERE id = ANY($1)").bind(ids).fetch_all(db).await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Ends the campaigns whose end time has passed, each with an audit row by the system.
 pub async fn end_expired(db: &PgPool) -> DbResult<Vec<i64>> {
     let mut tx = db.begin().await?;

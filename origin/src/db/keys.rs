@@ -42,7 +42,7 @@ pub async fn find(db: &PgPool, key: &str) -> DbResult<Option<Actor>> {
             .await?;
     Ok(row.and_then(|(id, name, role)| {
         // The table's check constraint admits only known roles.
-        Role::parse(&role).map(|role| Actor { key_id: Some(id), name, role })
+        Role::parse(&role).map(|role| Actor { key_id: Some(id), person_id: None, name, role })
     }))
 }
 

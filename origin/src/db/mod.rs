@@ -10,6 +10,7 @@
 //! - [`events`]: ingested events, their partitions, and the counts read from them.
 //! - [`customers`]: the people messages go to.
 //! - [`message_campaigns`]: SMS and WhatsApp campaigns, their channel, status and message counts.
+//! - [`people`], [`sessions`]: people who sign in to the dashboard, their sessions and sign-in attempts.
 //! - [`messages`]: the messages of a send, and the queue the message workers claim them from (leases,
 //!   idempotency keys, takeovers, outcomes).
 
@@ -21,7 +22,9 @@ pub mod events;
 pub mod keys;
 pub mod message_campaigns;
 pub mod messages;
+pub mod people;
 pub mod segments;
+pub mod sessions;
 pub mod settings;
 
 pub use sqlx::PgPool;

@@ -17,6 +17,7 @@ use popup_core::projection::{
 use popup_core::store::{Command, Reply};
 use sha2::{Digest, Sha256};
 
+use crate::db::campaign_spec::ToCore;
 use crate::db::{campaigns, events, segments, settings, DbError};
 use crate::redis_store::StoreUnavailable;
 use crate::state::{AppState, Published, BULK_TIMEOUT};

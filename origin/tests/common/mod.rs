@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod redis_server;
+pub mod ui;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -376,3 +376,54 @@ async fn stats_show_the_chart_data_and_the_tables_of_posted_events(db: PgPool) {
     let page = browser.get("/ui/stats").await;
     assert!(page.body.contains("Choose a campaign") && !page.body.contains("stats-totals"));
 }
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn message_campaigns_are_created_checked_and_sent_to_a_segment(db: PgPool) {
+    let app = TestApp::new(db).await;
+    person(&app, "ani@bank.example", Role::Editor, Language::En).await;
+    person(&app, "vera@bank.example", Role::Viewer, Language::En).await;
+    let editor = Browser::signed_in(&app, "ani@bank.example").await;
+    assert!(editor.get("/ui/messaging").await.body.contains("No message campaigns yet."));
+
+    let page = editor
+        .post_form(
+            "/ui/messaging/campaigns",
+            &[("name", "Promo"), ("channel", "sms"), ("base_template", "Hi {nickname}")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Check the fields: base_template"), "{}", page.body);
+    let answer = editor
+        .post_form(
+            "/ui/messaging/campaigns",
+            &[("name", "Promo"), ("channel", "sms"), ("base_template", "Hi {first_name|Nasabah}")],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/admin/v1/customers",
+            json!({"phone": "+6281100000001", "external_id": "c-1", "first_name": "Ani"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.upload("vip", "c-1\nc-2\n").await.0, StatusCode::OK);
+    let id: i64 =
+        sqlx::query_scalar("SELECT id FROM message_campaigns").fetch_one(&app.state.db).await.unwrap();
+    let page = editor.post_form(&format!("/ui/messaging/campaigns/{id}/send"), &[("segment", "nope")]).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let page = editor.post_form(&format!("/ui/messaging/campaigns/{id}/send"), &[("segment", "vip")]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("1 messages are queued for delivery."), "{}", page.body);
+    assert!(page.body.contains("0 of 1"), "the delivery progress");
+
+    let viewer = Browser::signed_in(&app, "vera@bank.example").await;
+    let page = viewer.get("/ui/messaging").await;
+    assert!(page.body.contains("Promo") && !page.body.contains("id=\"new-message-campaign\""));
+    let forged = viewer
+        .post_form("/ui/messaging/campaigns", &[("name", "X"), ("channel", "sms"), ("base_template", "Hi")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}

@@ -83,6 +83,15 @@ pub async fn create(
     Editor(actor): Editor,
     JsonBody(new): JsonBody<NewMessageCampaign>,
 ) -> Result<(StatusCode, Json<MessageCampaign>), ApiError> {
+    Ok((StatusCode::CREATED, Json(create_campaign(&state, &actor, &new).await?)))
+}
+
+/// Checks and creates a message campaign as `actor`: for this API and the dashboard.
+pub async fn create_campaign(
+    state: &AppState,
+    actor: &crate::db::audit::Actor,
+    new: &NewMessageCampaign,
+) -> Result<MessageCampaign, ApiError> {
     let channel = new.check(Utc::now())?;
     let new = NewCampaign {
         name: new.name.trim(),
@@ -90,8 +99,7 @@ pub async fn create(
         base_template: &new.base_template,
         scheduled_at: new.scheduled_at,
     };
-    let row = message_campaigns::create(&state.db, &actor, &new).await?;
-    Ok((StatusCode::CREATED, Json(row)))
+    Ok(message_campaigns::create(&state.db, actor, &new).await?)
 }
 
 /// Campaign `id`, or 404.

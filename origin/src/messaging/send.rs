@@ -83,9 +83,19 @@ pub async fn send(
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     // A body that is not JSON, or has the wrong shape, is a bad request here (seed 002).
     let JsonBody(request) = body.map_err(ApiError::unreadable)?;
+    Ok((StatusCode::ACCEPTED, Json(send_to(&state, &actor, id, request).await?)))
+}
+
+/// Renders and queues campaign `id`'s messages for the recipients `request` names, as `actor`: for this
+/// API and the dashboard.
+pub async fn send_to(
+    state: &AppState,
+    actor: &crate::db::audit::Actor,
+    id: i64,
+    request: SendRequest,
+) -> Result<Queued, ApiError> {
     let recipients = request.recipients()?;
-    let queued = messages::queue(&state.db, &actor, id, &recipients).await.map_err(|e| refused(id, e))?;
-    Ok((StatusCode::ACCEPTED, Json(queued)))
+    messages::queue(&state.db, actor, id, &recipients).await.map_err(|e| refused(id, e))
 }
 
 /// Why nothing was queued, as the contract answers it (see the module docs).

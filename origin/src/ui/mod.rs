@@ -9,6 +9,7 @@ pub mod assets;
 pub mod campaigns;
 pub mod editor;
 pub mod i18n;
+pub mod messaging;
 pub mod segments;
 pub mod settings;
 pub mod signin;
@@ -48,6 +49,9 @@ pub fn router() -> Router<AppState> {
         .route("/segments/{name}/delete", post(segments::delete))
         .route("/simulator", get(simulator::page))
         .route("/stats", get(stats::page))
+        .route("/messaging", get(messaging::show))
+        .route("/messaging/campaigns", post(messaging::create))
+        .route("/messaging/campaigns/{id}/send", post(messaging::send))
         .route("/settings", get(settings::show))
         .route("/settings/cap", post(settings::set_cap))
         .route("/settings/people", post(settings::add_person))
@@ -71,6 +75,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/segments", "nav.segments"),
     ("/ui/simulator", "nav.simulator"),
     ("/ui/stats", "nav.stats"),
+    ("/ui/messaging", "nav.messaging"),
     ("/ui/settings", "nav.settings"),
 ];
 

@@ -146,7 +146,7 @@ async fn a_campaign_is_created_and_edited_through_the_form(db: PgPool) {
     // The audit log names the person, for the create and the update.
     let (_, audit) =
         app.admin(Method::GET, &format!("/admin/v1/audit?entity=campaign&entity_id={id}"), Value::Null).await;
-    let actions: Vec<(&str, &str)> = audit["items"]
+    let actions: Vec<(&str, &str)> = audit["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -184,7 +184,7 @@ async fn the_servers_errors_are_shown_next_to_their_fields_and_nothing_is_saved(
     assert!(body.contains("value=\"lots\""));
     assert!(body.contains("value=\"Too many a day\""));
     let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
-    assert_eq!(list["total"], 0, "nothing was created");
+    assert_eq!(list["pagination"]["total_count"], 0, "nothing was created");
 
     // An update refused the same way leaves the campaign as it was.
     let (_, created) = app.admin(Method::POST, "/admin/v1/campaigns", spec("Kept")).await;
@@ -288,7 +288,7 @@ async fn a_viewer_reads_the_campaign_and_a_forged_write_is_refused(db: PgPool) {
     let (_, stored) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
     assert_eq!((stored["name"].as_str(), stored["status"].as_str()), (Some("Look only"), Some("draft")));
     let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
-    assert_eq!(list["total"], 1);
+    assert_eq!(list["pagination"]["total_count"], 1);
 }
 
 #[sqlx::test(migrator = "MIGRATIONS")]
@@ -327,7 +327,7 @@ async fn writes_without_the_csrf_token_are_refused(db: PgPool) {
     let (_, stored) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
     assert_eq!((stored["name"].as_str(), stored["status"].as_str()), (Some("Guarded"), Some("draft")));
     let (_, list) = app.admin(Method::GET, "/admin/v1/campaigns", Value::Null).await;
-    assert_eq!(list["total"], 1);
+    assert_eq!(list["pagination"]["total_count"], 1);
 }
 
 /// Specs the admin API takes or refuses, each checked by the API and by the editor's validation.

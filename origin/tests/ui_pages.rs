@@ -414,9 +414,16 @@ async fn message_campaigns_are_created_checked_and_sent_to_a_segment(db: PgPool)
     assert_eq!(app.upload("vip", "c-1\nc-2\n").await.0, StatusCode::OK);
     let id: i64 =
         sqlx::query_scalar("SELECT id FROM message_campaigns").fetch_one(&app.state.db).await.unwrap();
-    let page = editor.post_form(&format!("/ui/messaging/campaigns/{id}/send"), &[("segment", "nope")]).await;
+    let page = editor
+        .post_form(
+            &format!("/ui/messaging/campaigns/{id}/send"),
+            &[("to", "segment"), ("recipients", "nope")],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
-    let page = editor.post_form(&format!("/ui/messaging/campaigns/{id}/send"), &[("segment", "vip")]).await;
+    let page = editor
+        .post_form(&format!("/ui/messaging/campaigns/{id}/send"), &[("to", "segment"), ("recipients", "vip")])
+        .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("1 messages are queued for delivery."), "{}", page.body);
     assert!(page.body.contains("0 of 1"), "the delivery progress");

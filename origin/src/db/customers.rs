@@ -108,6 +108,20 @@ pub async fn get(db: &PgPool, id: i64) -> DbResult<Option<CustomerView>> {
     Ok(sqlx::query_as(&format!("{SELECT} WHERE id = $1")).bind(id).fetch_optional(db).await?)
 }
 
+/// The customer a person names by the bank's id (`external_id`), phone, or our id, in that order of
+/// preference: a bank id may be all digits too.
+pub async fn find(db: &PgPool, key: &str) -> DbResult<Option<CustomerView>> {
+    let key = key.trim();
+    Ok(sqlx::query_as(&format!(
+        "{SELECT} WHERE external_id = $1 OR phone = $1 OR id = $2
+         ORDER BY CASE WHEN external_id = $1 THEN 0 WHEN phone = $1 THEN 1 ELSE 2 END LIMIT 1"
+    ))
+    .bind(key)
+    .bind(key.parse::<i64>().ok())
+    .fetch_optional(db)
+    .await?)
+}
+
 /// The newest customer's id (0 with none): the bound of a list's snapshot (see [`list`]).
 pub async fn newest_id(db: &PgPool) -> DbResult<i64> {
     Ok(sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM customers").fetch_one(db).await?)

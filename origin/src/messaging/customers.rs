@@ -249,7 +249,17 @@ pub async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportResult>, ApiError> {
-    let mut upload = LimitedUpload::new(&headers, body, state.max_segment_bytes)?;
+    Ok(Json(import_csv(&state, &actor, &headers, body).await?))
+}
+
+/// Reads the CSV of `body` and writes its customers, as `actor`, all or none: for this API and the dashboard.
+pub async fn import_csv(
+    state: &AppState,
+    actor: &crate::db::audit::Actor,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ImportResult, ApiError> {
+    let mut upload = LimitedUpload::new(headers, body, state.max_segment_bytes)?;
     let mut tx = crate::db::begin(&state.db).await?;
     let mut import = Import::default();
     let mut csv = CsvReader::default();
@@ -260,9 +270,9 @@ pub async fn import(
     csv.finish(|record| import.record(record));
     import.finish(&mut tx).await?;
     let result = ImportResult { rows: import.rows, inserted: import.inserted, updated: import.updated };
-    audit::record(&mut tx, &actor, "import", "customer", "*", None, Some(json!(result))).await?;
+    audit::record(&mut tx, actor, "import", "customer", "*", None, Some(json!(result))).await?;
     tx.commit().await?;
-    Ok(Json(result))
+    Ok(result)
 }
 
 /// The state of one import: the header's column positions, the rows waiting to be written, counts, errors.

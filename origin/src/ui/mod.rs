@@ -49,9 +49,19 @@ pub fn router() -> Router<AppState> {
         .route("/segments/{name}/delete", post(segments::delete))
         .route("/simulator", get(simulator::page))
         .route("/stats", get(stats::page))
-        .route("/messaging", get(messaging::show))
-        .route("/messaging/campaigns", post(messaging::create))
-        .route("/messaging/campaigns/{id}/send", post(messaging::send))
+        .route("/messaging", get(messaging::campaigns::show))
+        .route("/messaging/table", get(messaging::campaigns::show_table))
+        .route("/messaging/sample", post(messaging::campaigns::sample))
+        .route("/messaging/campaigns", post(messaging::campaigns::create))
+        .route("/messaging/campaigns/{id}/send", post(messaging::campaigns::send))
+        .route("/messaging/customers", get(messaging::customers::show))
+        .route("/messaging/customers/table", get(messaging::customers::show_table))
+        .route(
+            "/messaging/customers/import",
+            post(messaging::customers::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/messaging/dead", get(messaging::dead::show))
+        .route("/messaging/dead/requeue", post(messaging::dead::requeue))
         .route("/settings", get(settings::show))
         .route("/settings/cap", post(settings::set_cap))
         .route("/settings/people", post(settings::add_person))

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::{AppVersion, Platform};
 use crate::ids::{CampaignId, SegmentId, Timestamp};
+use crate::problem::Code;
 
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_TITLE_LEN: usize = 200;
@@ -294,12 +295,37 @@ impl VersionRange {
     }
 }
 
-/// One validation problem: the JSON path of the field and what is wrong with it.
+/// One validation problem: the JSON path of the field and what is wrong with it, in English (the admin
+/// API's words), and, for the problems the core reports, its [`Code`] and parameters, so a reader of
+/// another language can be told the same in theirs. The API's JSON is `field` and `message` only.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    #[serde(skip)]
+    pub code: Option<Code>,
+    /// The value of each of [`Code::params`], by name.
+    #[serde(skip)]
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl FieldError {
+    /// A problem with no code: the adapters' own (a NUL in a query, a line of a CSV upload).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError { field: field.into(), message: message.into(), code: None, params: Vec::new() }
+    }
+
+    /// A problem of `code` with no parameters.
+    pub fn coded(field: impl Into<String>, code: Code, message: impl Into<String>) -> FieldError {
+        FieldError { field: field.into(), message: message.into(), code: Some(code), params: Vec::new() }
+    }
+
+    /// Adds the value of parameter `name`.
+    pub fn with(mut self, name: &'static str, value: impl fmt::Display) -> FieldError {
+        self.params.push((name, alloc::string::ToString::to_string(&value)));
+        self
+    }
 }
 
 /// Every problem found in a campaign, in field order.
@@ -328,13 +354,20 @@ impl ValidationErrors {
 struct Problems(Vec<FieldError>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+    fn add(&mut self, field: impl Into<String>, code: Code, message: &str) {
+        self.0.push(FieldError::coded(field, code, message));
     }
 
-    fn check(&mut self, ok: bool, field: impl Into<String>, message: &str) {
+    fn check(&mut self, ok: bool, field: impl Into<String>, code: Code, message: &str) {
         if !ok {
-            self.add(field, message);
+            self.add(field, code, message);
+        }
+    }
+
+    /// A text of at most `max` characters.
+    fn check_length(&mut self, text: &str, max: usize, field: impl Into<String>) {
+        if text.chars().count() > max {
+            self.0.push(FieldError::coded(field, Code::TooLong, "is too long").with("max", max));
         }
     }
 }
@@ -349,10 +382,15 @@ impl Campaign {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut problems = Problems(Vec::new());
         let p = &mut problems;
-        p.check(!self.name.trim().is_empty(), "name", "must not be empty");
-        p.check(self.name.chars().count() <= MAX_NAME_LEN, "name", "is too long");
+        p.check(!self.name.trim().is_empty(), "name", Code::Empty, "must not be empty");
+        p.check_length(&self.name, MAX_NAME_LEN, "name");
         for (i, placement) in self.placements.iter().enumerate() {
-            p.check(is_slug(placement), format!("placements[{i}]"), "must be 1-32 of a-z, 0-9, - and _");
+            p.check(
+                is_slug(placement),
+                format!("placements[{i}]"),
+                Code::PlacementFormat,
+                "must be 1-32 of a-z, 0-9, - and _",
+            );
         }
         validate_schedule(&self.schedule, p);
         validate_creative(&self.creative, "creative", p);
@@ -360,13 +398,14 @@ impl Campaign {
         validate_caps(&self.caps, p);
         validate_audience(&self.audience, p);
         validate_rules(&self.rules, p);
-        p.check(self.budget != Some(0), "budget", "must be at least 1 when set");
+        p.check(self.budget != Some(0), "budget", Code::AtLeastOne, "must be at least 1 when set");
         // Budgets are compared with counts stored as signed 64-bit integers.
-        p.check(
-            self.budget.is_none_or(|b| b <= i64::MAX as u64),
-            "budget",
-            "must be at most 9223372036854775807",
-        );
+        if self.budget.is_some_and(|b| b > i64::MAX as u64) {
+            p.0.push(
+                FieldError::coded("budget", Code::TooLarge, "must be at most 9223372036854775807")
+                    .with("max", i64::MAX),
+            );
+        }
         if problems.0.is_empty() {
             Ok(())
         } else {
@@ -382,26 +421,39 @@ fn is_slug(text: &str) -> bool {
 
 fn validate_schedule(schedule: &Schedule, p: &mut Problems) {
     if let Some(end) = schedule.end {
-        p.check(end > schedule.start, "schedule.end", "must be after schedule.start");
+        p.check(end > schedule.start, "schedule.end", Code::EndNotAfterStart, "must be after schedule.start");
     }
     match &schedule.time_zone {
-        Some(zone) => {
-            p.check(crate::zone::is_plausible_name(zone), "schedule.time_zone", "is not an IANA zone name")
-        }
-        None => {
-            p.check(schedule.windows.is_empty(), "schedule.time_zone", "is required when there are windows")
-        }
+        Some(zone) => p.check(
+            crate::zone::is_plausible_name(zone),
+            "schedule.time_zone",
+            Code::ZoneFormat,
+            "is not an IANA zone name",
+        ),
+        None => p.check(
+            schedule.windows.is_empty(),
+            "schedule.time_zone",
+            Code::ZoneRequired,
+            "is required when there are windows",
+        ),
     }
     for (i, window) in schedule.windows.iter().enumerate() {
-        p.check(!window.days.is_empty(), format!("schedule.windows[{i}].days"), "must name at least one day");
+        p.check(
+            !window.days.is_empty(),
+            format!("schedule.windows[{i}].days"),
+            Code::WindowNoDays,
+            "must name at least one day",
+        );
         p.check(
             window.start != TimeOfDay::END_OF_DAY,
             format!("schedule.windows[{i}].start"),
+            Code::WindowStartsAtMidnight,
             "must be before 24:00",
         );
         p.check(
             window.start != window.end,
             format!("schedule.windows[{i}].end"),
+            Code::WindowEmpty,
             "must differ from start (use 00:00-24:00 for a whole day)",
         );
     }
@@ -411,14 +463,16 @@ fn validate_creative(creative: &Creative, path: &str, p: &mut Problems) {
     p.check(
         !creative.title.trim().is_empty() || !creative.body.trim().is_empty(),
         format!("{path}.title"),
+        Code::CreativeEmpty,
         "a popup needs a title or a body",
     );
-    p.check(creative.title.chars().count() <= MAX_TITLE_LEN, format!("{path}.title"), "is too long");
-    p.check(creative.body.chars().count() <= MAX_BODY_LEN, format!("{path}.body"), "is too long");
+    p.check_length(&creative.title, MAX_TITLE_LEN, format!("{path}.title"));
+    p.check_length(&creative.body, MAX_BODY_LEN, format!("{path}.body"));
     if let Some(url) = &creative.image_url {
         p.check(
             url.len() <= MAX_URL_LEN && url.starts_with("https://") && url.len() > "https://".len(),
             format!("{path}.image_url"),
+            Code::ImageUrl,
             "must be an https:// URL",
         );
     }
@@ -426,6 +480,7 @@ fn validate_creative(creative: &Creative, path: &str, p: &mut Problems) {
         p.check(
             url.len() <= MAX_URL_LEN && is_absolute_url(url),
             format!("{path}.action_url"),
+            Code::ActionUrl,
             "must be an absolute URL or app link (scheme://...)",
         );
     }
@@ -457,17 +512,20 @@ fn validate_variants(variants: &[Variant], p: &mut Problems) {
         p.check(
             is_variant_key(&variant.key),
             format!("variants[{i}].key"),
+            Code::VariantKeyFormat,
             "must be 1-32 of A-Z, a-z, 0-9, - and _",
         );
         p.check(
             !variants[..i].iter().any(|earlier| earlier.key == variant.key),
             format!("variants[{i}].key"),
+            Code::VariantKeyTaken,
             "is used by another variant",
         );
         if variant.control {
             p.check(
                 variant.creative.is_none(),
                 format!("variants[{i}].creative"),
+                Code::ControlWithCreative,
                 "a control variant shows nothing",
             );
         }
@@ -477,11 +535,12 @@ fn validate_variants(variants: &[Variant], p: &mut Problems) {
         total += u64::from(variant.weight);
     }
     if total == 0 {
-        p.add("variants", "weights must not all be zero");
+        p.add("variants", Code::WeightsAllZero, "weights must not all be zero");
     } else {
         p.check(
             variants.iter().any(|v| !v.control && v.weight > 0),
             "variants",
+            Code::WeightsOnlyControl,
             "at least one variant that is not a control must have weight",
         );
     }
@@ -489,21 +548,38 @@ fn validate_variants(variants: &[Variant], p: &mut Problems) {
 
 fn validate_caps(caps: &Caps, p: &mut Problems) {
     // Zero would mean "never show": pausing the campaign says that honestly.
-    p.check(caps.lifetime != Some(0), "caps.lifetime", "must be at least 1 when set");
-    p.check(caps.per_day != Some(0), "caps.per_day", "must be at least 1 when set");
-    p.check(caps.min_interval_seconds != Some(0), "caps.min_interval_seconds", "must be at least 1 when set");
+    const AT_LEAST_ONE: &str = "must be at least 1 when set";
+    p.check(caps.lifetime != Some(0), "caps.lifetime", Code::AtLeastOne, AT_LEAST_ONE);
+    p.check(caps.per_day != Some(0), "caps.per_day", Code::AtLeastOne, AT_LEAST_ONE);
+    p.check(
+        caps.min_interval_seconds != Some(0),
+        "caps.min_interval_seconds",
+        Code::AtLeastOne,
+        AT_LEAST_ONE,
+    );
     if let (Some(lifetime), Some(per_day)) = (caps.lifetime, caps.per_day) {
-        p.check(per_day <= lifetime, "caps.per_day", "must not exceed caps.lifetime");
+        p.check(
+            per_day <= lifetime,
+            "caps.per_day",
+            Code::PerDayOverLifetime,
+            "must not exceed caps.lifetime",
+        );
     }
 }
 
 fn validate_audience(audience: &Audience, p: &mut Problems) {
     if let Include::AnyOf(segments) = &audience.include {
-        p.check(!segments.is_empty(), "audience.include.any_of", "must name at least one segment");
+        p.check(
+            !segments.is_empty(),
+            "audience.include.any_of",
+            Code::NoSegment,
+            "must name at least one segment",
+        );
         for (i, segment) in segments.iter().enumerate() {
             p.check(
                 !audience.exclude.contains(segment),
                 format!("audience.include.any_of[{i}]"),
+                Code::SegmentAlsoExcluded,
                 "is also excluded",
             );
         }
@@ -512,12 +588,13 @@ fn validate_audience(audience: &Audience, p: &mut Problems) {
 
 fn validate_rules(rules: &Rules, p: &mut Problems) {
     if let Some(VersionRange { min: Some(min), max: Some(max) }) = &rules.app_version {
-        p.check(min < max, "rules.app_version.max", "must be greater than min");
+        p.check(min < max, "rules.app_version.max", Code::VersionRangeEmpty, "must be greater than min");
     }
     for (i, country) in rules.countries.iter().enumerate() {
         p.check(
             country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()),
             format!("rules.countries[{i}]"),
+            Code::CountryFormat,
             "must be an upper-case ISO 3166-1 alpha-2 code",
         );
     }
@@ -526,6 +603,7 @@ fn validate_rules(rules: &Rules, p: &mut Problems) {
             (2..=35).contains(&locale.len())
                 && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
             format!("rules.locales[{i}]"),
+            Code::LocaleFormat,
             "must be a BCP 47 tag such as id or id-ID",
         );
     }

@@ -10,6 +10,7 @@
 //! - [`campaign`]: the campaign model and its validation.
 //! - [`spec`]: the campaign as the admin API and the backoffice editor write it, and its validation.
 //! - [`form`]: the backoffice editor's form, decoded into a spec and validated.
+//! - [`problem`]: the stable codes of validation problems and their parameters, for translated messages.
 //! - [`lifecycle`]: a campaign's statuses, stored and shown, and which action may run from which.
 //! - [`zone`]: time zone offset tables, so local-time windows work without a tz database in wasm.
 //! - [`catalog`]: the versioned set of live campaigns in resolution order, and global settings.
@@ -47,6 +48,7 @@ pub mod delivery;
 pub mod form;
 pub mod ids;
 pub mod lifecycle;
+pub mod problem;
 pub mod projection;
 pub mod resolve;
 pub mod spec;

@@ -18,6 +18,7 @@ use crate::campaign::{
     Window, DEFAULT_VARIANT,
 };
 use crate::ids::{CampaignId, SegmentId, Timestamp};
+use crate::problem::Code;
 use crate::wire::PopupResponse;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -110,10 +111,14 @@ impl CampaignSpec {
                 .filter_map(|(i, name)| match segment_id(name) {
                     Some(id) => Some(id),
                     None => {
-                        errors.push(FieldError {
-                            field: format!("{path}[{i}]"),
-                            message: format!("no segment named {name:?}"),
-                        });
+                        errors.push(
+                            FieldError::coded(
+                                format!("{path}[{i}]"),
+                                Code::UnknownSegment,
+                                format!("no segment named {name:?}"),
+                            )
+                            .with("segment", name),
+                        );
                         None
                     }
                 })
@@ -151,10 +156,14 @@ impl CampaignSpec {
         }
         if let Some(zone) = &self.schedule.time_zone {
             if !known_zone(zone) && !errors.iter().any(|e| e.field == "schedule.time_zone") {
-                errors.push(FieldError {
-                    field: "schedule.time_zone".into(),
-                    message: format!("unknown time zone {zone:?}"),
-                });
+                errors.push(
+                    FieldError::coded(
+                        "schedule.time_zone",
+                        Code::UnknownZone,
+                        format!("unknown time zone {zone:?}"),
+                    )
+                    .with("zone", zone),
+                );
             }
         }
         if errors.is_empty() {

@@ -27,8 +27,7 @@ impl PopupQuery {
     /// request metadata, which the app cannot forge.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<PopupQuery, FieldError> {
         let mut query = PopupQuery::default();
-        let invalid =
-            |field: &str, message: &str| FieldError { field: field.into(), message: message.into() };
+        let invalid = |field: &str, message: &str| FieldError::new(field, message);
         for (name, value) in pairs {
             if value.len() > MAX_PARAM_LEN && name != "user_id" {
                 return Err(invalid(name, "is too long"));

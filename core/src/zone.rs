@@ -50,11 +50,46 @@ impl ZoneOffsets {
         local_moment(instant, self.offset_at(instant))
     }
 
+    /// The local wall-clock time at `instant`, as seconds since 1970-01-01 00:00 of that clock.
+    pub fn to_local(&self, instant: Timestamp) -> i64 {
+        instant.seconds().saturating_add(i64::from(self.offset_at(instant)))
+    }
+
+    /// The instants whose local time is `local` (seconds since 1970-01-01 00:00 of the local clock):
+    /// usually one; two when the clocks went back over it; none when they skipped it.
+    pub fn from_local(&self, local: i64) -> LocalTime {
+        let mut earliest: Option<Timestamp> = None;
+        let mut latest: Option<Timestamp> = None;
+        // The instant, if any, is `local - offset` for one of the offsets the table holds.
+        for (_, offset) in &self.0 {
+            let instant = Timestamp(local.saturating_sub(i64::from(*offset)));
+            if self.offset_at(instant) == *offset {
+                earliest = Some(earliest.map_or(instant, |e| e.min(instant)));
+                latest = Some(latest.map_or(instant, |l| l.max(instant)));
+            }
+        }
+        match (earliest, latest) {
+            (Some(first), Some(last)) if first == last => LocalTime::Once(first),
+            (Some(first), Some(last)) => LocalTime::Twice(first, last),
+            _ => LocalTime::Skipped,
+        }
+    }
+
     /// Whether the table is what [`ZoneOffsets::from_transitions`] accepts; a decoded catalog is checked
     /// with it, since deserializing bypasses that constructor.
     pub(crate) fn is_sorted(&self) -> bool {
         is_valid_table(&self.0)
     }
+}
+
+/// What a local date and time is in a zone: see [`ZoneOffsets::from_local`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalTime {
+    Once(Timestamp),
+    /// The clocks went back over it: the earlier and the later instant.
+    Twice(Timestamp, Timestamp),
+    /// The clocks went forward over it: no instant has this local time.
+    Skipped,
 }
 
 /// Not empty, and strictly increasing instants: the binary search in [`ZoneOffsets::offset_at`] needs both.
@@ -127,10 +162,18 @@ mod tzdb {
         }
         Ok(ZoneOffsets(transitions))
     }
+
+    /// Compiles `name` into offsets covering two days either side of `instant`: enough to read or write
+    /// any local time within a day of it, since no offset is a day or more.
+    pub fn around(name: &str, instant: Timestamp) -> Result<ZoneOffsets, UnknownZone> {
+        let span = 2 * SECONDS_PER_DAY;
+        let from = Timestamp(instant.seconds().saturating_sub(span));
+        compile(name, from, Timestamp(instant.seconds().saturating_add(span)))
+    }
 }
 
 #[cfg(feature = "tzdb")]
-pub use tzdb::{compile, UnknownZone};
+pub use tzdb::{around, compile, UnknownZone};
 
 #[cfg(test)]
 mod tests {
@@ -169,6 +212,34 @@ mod tests {
             assert_eq!(ZoneOffsets(table.clone()).is_sorted(), constructed, "{table:?}");
             assert_eq!(constructed, table.len() == 1 || (table.len() == 2 && table[0].0 < table[1].0));
         }
+    }
+
+    #[test]
+    fn local_times_map_to_the_instants_that_show_them() {
+        // Jakarta: UTC+7 all year. 2026-11-28 16:30 local is 09:30 UTC.
+        let jakarta = compile("Asia/Jakarta", Timestamp(1_790_000_000), Timestamp(1_800_000_000)).unwrap();
+        let local = 1_795_858_200 + 7 * 3600;
+        assert_eq!(jakarta.from_local(local), LocalTime::Once(Timestamp(1_795_858_200)));
+        assert_eq!(jakarta.to_local(Timestamp(1_795_858_200)), local);
+
+        // Berlin, 2026-03-29: 02:00 local jumps to 03:00 (02:30 never happens); 2026-10-25: 03:00 goes back
+        // to 02:00 (02:30 happens twice, first at UTC+2, then at UTC+1).
+        let berlin = around("Europe/Berlin", Timestamp(1_774_746_000)).unwrap();
+        let day = |days_since_epoch: i64| days_since_epoch * SECONDS_PER_DAY;
+        let march_29 = day(20_541);
+        assert_eq!(berlin.from_local(march_29 + 2 * 3600 + 1800), LocalTime::Skipped);
+        assert_eq!(berlin.from_local(march_29 + 3600), LocalTime::Once(Timestamp(march_29)));
+        let autumn = around("Europe/Berlin", Timestamp(1_792_890_000)).unwrap();
+        let october_25 = day(20_751);
+        let twice = october_25 + 2 * 3600 + 1800;
+        assert_eq!(
+            autumn.from_local(twice),
+            LocalTime::Twice(Timestamp(twice - 7200), Timestamp(twice - 3600))
+        );
+        for instant in [twice - 7200, twice - 3600] {
+            assert_eq!(autumn.to_local(Timestamp(instant)), twice);
+        }
+        assert!(around("Mars/Olympus", Timestamp(0)).is_err());
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub enum EdgeError {
 
 impl EdgeError {
     pub fn bad_field(field: &str, message: impl Into<String>) -> EdgeError {
-        EdgeError::BadFields(vec![FieldError { field: field.into(), message: message.into() }])
+        EdgeError::BadFields(vec![FieldError::new(field, message)])
     }
 
     pub fn status_and_code(&self) -> (u16, &'static str) {

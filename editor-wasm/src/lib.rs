@@ -4,14 +4,18 @@
 //!
 //! A thin adapter: it holds no rules. Strings cross the boundary as JSON (cheaper than building `JsValue`
 //! trees), and the page gives what only the server knows, the live segments and the tz database's zone
-//! names, once, to [`Editor::new`].
+//! names, once, to [`Editor::new`]. The zones' offsets come from the same tz database as the origin's
+//! (the core's `tzdb` feature, the same `chrono-tz` of `Cargo.lock`), so a start typed in Jakarta time is
+//! the same UTC instant here and on the server. Each error carries the core's code and parameters, which
+//! the page turns into the person's language.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use popup_core::campaign::FieldError;
 use popup_core::form;
-use popup_core::ids::SegmentId;
+use popup_core::ids::{SegmentId, Timestamp};
 use popup_core::spec::{CampaignSpec, VariantPreview};
+use popup_core::zone::{self, ZoneOffsets};
 use serde::Serialize;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -29,10 +33,37 @@ pub struct Editor {
 /// the popup of each variant.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub errors: Vec<FieldError>,
+    pub errors: Vec<Problem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<CampaignSpec>,
     pub preview: Vec<VariantPreview>,
+}
+
+/// One error as the page shows it: the API's field path and English message, and, for the core's
+/// problems, the code (`validation.<code>` in the page's catalog) and the parameters' values by name.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<&'static str, String>,
+}
+
+impl From<FieldError> for Problem {
+    fn from(error: FieldError) -> Problem {
+        Problem {
+            field: error.field,
+            message: error.message,
+            code: error.code.map(|code| code.as_str()),
+            params: error.params.into_iter().collect(),
+        }
+    }
+}
+
+fn problems(errors: Vec<FieldError>) -> Vec<Problem> {
+    errors.into_iter().map(Problem::from).collect()
 }
 
 #[wasm_bindgen]
@@ -61,10 +92,10 @@ impl Editor {
             pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())),
             self.id,
             |name| self.segments.get(name).copied(),
-            |zone| self.zones.contains(zone),
+            |name, around| self.offsets(name, around),
         );
         let preview = checked.spec.preview(self.id);
-        to_json(&Report { errors: checked.errors, spec: Some(checked.spec), preview })
+        to_json(&Report { errors: problems(checked.errors), spec: Some(checked.spec), preview })
     }
 
     /// Validates a campaign as `POST /admin/v1/campaigns` takes it (JSON text). A body that does not parse
@@ -76,6 +107,14 @@ impl Editor {
 }
 
 impl Editor {
+    /// The offsets of a zone the page listed, around `instant`.
+    fn offsets(&self, name: &str, instant: Timestamp) -> Option<ZoneOffsets> {
+        if !self.zones.contains(name) {
+            return None;
+        }
+        zone::around(name, instant).ok()
+    }
+
     /// [`Editor::validate_spec`], before it becomes JSON.
     pub fn report(&self, json: &str) -> Report {
         let mut parser = serde_json::Deserializer::from_str(json);
@@ -85,7 +124,7 @@ impl Editor {
                 let field = error.path().to_string();
                 let message = error.into_inner().to_string();
                 return Report {
-                    errors: vec![FieldError { field, message }],
+                    errors: vec![Problem { field, message, code: None, params: BTreeMap::new() }],
                     spec: None,
                     preview: Vec::new(),
                 };
@@ -97,14 +136,14 @@ impl Editor {
             |zone| self.zones.contains(zone),
         ) {
             Ok(_) => Vec::new(),
-            Err(found) => found.0,
+            Err(found) => problems(found.0),
         };
         Report { errors, preview: spec.preview(self.id), spec: Some(spec) }
     }
 }
 
 fn unreadable(field: &str, message: &str) -> String {
-    let errors = vec![FieldError { field: field.into(), message: message.into() }];
+    let errors = problems(vec![FieldError::new(field, message)]);
     to_json(&Report { errors, spec: None, preview: Vec::new() })
 }
 

@@ -1,8 +1,9 @@
 //! The campaign editor over HTTP, against the real Postgres: create and edit through the form, a field
 //! error the server finds shown next to its field, the lifecycle buttons and their confirmation, a viewer
-//! who reads but cannot write (no button, a forged write refused with 403), CSRF refusals; and the
-//! editor's WebAssembly validation (the same crate, built natively) agreeing with the admin API on a table
-//! of specs.
+//! who reads but cannot write (no button, a forged write refused with 403), CSRF refusals; field errors in
+//! the person's language; start and end typed and shown in the campaign's time zone; and the editor's
+//! WebAssembly validation (the same crate, built natively) agreeing with the admin API on a table of specs,
+//! with the same codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -21,10 +22,13 @@ const MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 const EDITOR: &str = "edi@bank.example";
 const VIEWER: &str = "vi@bank.example";
+/// An editor who reads the dashboard in Bahasa Indonesia.
+const PENYUNTING: &str = "penyunting@bank.example";
 
 async fn people(app: &TestApp) {
     person(app, EDITOR, Role::Editor, Language::En).await;
     person(app, VIEWER, Role::Viewer, Language::En).await;
+    person(app, PENYUNTING, Role::Editor, Language::Id).await;
 }
 
 /// The fields of a small valid campaign, as the editor's form sends them.
@@ -107,7 +111,8 @@ async fn a_campaign_is_created_and_edited_through_the_form(db: PgPool) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored["status"], "draft");
     assert_eq!(stored["placements"], json!(["login", "home"]));
-    assert_eq!(stored["schedule"]["start"], "2026-01-01T08:00:00Z");
+    // Typed as 08:00 in Jakarta (UTC+7): 01:00 UTC.
+    assert_eq!(stored["schedule"]["start"], "2026-01-01T01:00:00Z");
     assert_eq!(
         stored["schedule"]["windows"],
         json!([{"days": ["mon", "tue"], "start": "09:00", "end": "17:00"}])
@@ -124,6 +129,10 @@ async fn a_campaign_is_created_and_edited_through_the_form(db: PgPool) {
     let page = browser.get(&format!("/ui/campaigns/{id}?notice=created")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("value=\"Platinum\""));
+    // Shown back in Jakarta time, labelled with the zone, with the UTC instant beside it.
+    assert!(wrapper(&page.body, "schedule.start").contains("value=\"2026-01-01T08:00:00\""));
+    assert!(wrapper(&page.body, "schedule.start").contains("(Asia/Jakarta)"));
+    assert!(wrapper(&page.body, "schedule.start").contains("in UTC: 2026-01-01 01:00:00 UTC"));
     assert!(page.body.contains("The campaign was created as a draft."));
     assert!(page.body.contains("data-variant=\"a\""));
     assert!(page.body.contains("<span class=\"popup-button\">Apply now</span>"));
@@ -167,16 +176,19 @@ async fn the_servers_errors_are_shown_next_to_their_fields_and_nothing_is_saved(
     let answer = browser.post_form("/ui/campaigns/new", &sent).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
     let body = &answer.body;
-    assert!(wrapper(body, "caps.per_day").contains("<li>must not exceed caps.lifetime</li>"));
+    // Each in the person's words (the English catalog's, not the API's terser English).
     assert!(
-        wrapper(body, "audience.include.any_of").contains("<li>no segment named &#34;vip&#34;</li>"),
+        wrapper(body, "caps.per_day").contains("<li>Must not be more than the cap on impressions ever.</li>")
+    );
+    assert!(
+        wrapper(body, "audience.include.any_of")
+            .contains("<li>There is no segment named &#34;vip&#34;.</li>"),
         "{}",
         wrapper(body, "audience.include.any_of")
     );
-    assert!(
-        wrapper(body, "rules.countries").contains("<li>must be an upper-case ISO 3166-1 alpha-2 code</li>")
-    );
-    assert!(wrapper(body, "variants[0].weight").contains("<li>must be a whole number from 0</li>"));
+    assert!(wrapper(body, "rules.countries")
+        .contains("<li>Use two-letter country codes in capitals, such as ID or SG.</li>"));
+    assert!(wrapper(body, "variants[0].weight").contains("<li>Must be a whole number, 0 or more.</li>"));
     assert!(!wrapper(body, "name").contains("<li>"), "a valid field has no error");
     // The summary names each by the API's path, and the form keeps what was typed.
     assert!(body.contains("<code>caps.per_day</code>"));
@@ -192,10 +204,127 @@ async fn the_servers_errors_are_shown_next_to_their_fields_and_nothing_is_saved(
     let answer =
         browser.post_form(&format!("/ui/campaigns/{id}"), &[("name", " "), ("schedule.start", "")]).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(wrapper(&answer.body, "name").contains("<li>must not be empty</li>"));
-    assert!(wrapper(&answer.body, "schedule.start").contains("<li>is required</li>"));
+    assert!(wrapper(&answer.body, "name").contains("<li>Must not be empty.</li>"));
+    assert!(wrapper(&answer.body, "schedule.start").contains("<li>Required.</li>"));
     let (_, stored) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
     assert_eq!(stored["name"], "Kept");
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn field_errors_are_in_the_persons_language(db: PgPool) {
+    let app = TestApp::new(db).await;
+    people(&app).await;
+    let mut sent = fields("Bahasa");
+    // More a day than ever, a segment that does not exist, an end before the start.
+    sent.retain(|(name, _)| name != &"caps.per_day");
+    sent.extend([("caps.per_day", "4"), ("schedule.end", "2025-12-31T08:00")]);
+    let indonesian = Browser::signed_in(&app, PENYUNTING).await;
+    let english = Browser::signed_in(&app, EDITOR).await;
+    let answer = indonesian.post_form("/ui/campaigns/new", &sent).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
+    let body = &answer.body;
+    assert!(
+        wrapper(body, "caps.per_day").contains("<li>Tidak boleh melebihi batas tayangan seumur hidup.</li>")
+    );
+    assert!(
+        wrapper(body, "audience.include.any_of").contains("<li>Tidak ada segmen bernama &#34;vip&#34;.</li>"),
+        "{}",
+        wrapper(body, "audience.include.any_of")
+    );
+    assert!(wrapper(body, "schedule.end").contains("<li>Harus setelah waktu mulai.</li>"));
+    // The summary too, still by the API's field paths.
+    assert!(body.contains("<code>schedule.end</code> Harus setelah waktu mulai."));
+
+    let answer = english.post_form("/ui/campaigns/new", &sent).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrapper(&answer.body, "schedule.end").contains("<li>Must be after the start.</li>"));
+    assert!(!answer.body.contains("Harus"), "no Indonesian for an English reader");
+
+    // The browser's validation gets the texts of the person's language, by code, with no inline script.
+    let page = indonesian.get("/ui/campaigns/new").await;
+    let texts = attribute(&page.body, "data-validation");
+    let texts: Value = serde_json::from_str(&texts).unwrap();
+    assert_eq!(texts["end_not_after_start"], "Harus setelah waktu mulai.");
+    assert_eq!(texts["unknown_segment"], "Tidak ada segmen bernama \"{segment}\".");
+    let page = english.get("/ui/campaigns/new").await;
+    let texts: Value = serde_json::from_str(&attribute(&page.body, "data-validation")).unwrap();
+    assert_eq!(texts["end_not_after_start"], "Must be after the start.");
+}
+
+/// The value of the first `name="..."` attribute in `body`, with the HTML escapes of askama undone.
+fn attribute(body: &str, name: &str) -> String {
+    let marker = format!("{name}=\"");
+    let at = body.find(&marker).unwrap_or_else(|| panic!("no {name}"));
+    let rest = &body[at + marker.len()..];
+    let raw = &rest[..rest.find('"').unwrap()];
+    raw.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[sqlx::test(migrator = "MIGRATIONS")]
+async fn start_and_end_are_typed_and_shown_in_the_campaigns_time_zone(db: PgPool) {
+    let app = TestApp::new(db).await;
+    people(&app).await;
+    app.upload("vip", "c1\n").await;
+    let browser = Browser::signed_in(&app, PENYUNTING).await;
+    let mut sent = fields("Jakarta");
+    sent.push(("schedule.end", "2026-02-01T00:00"));
+    let answer = browser.post_form("/ui/campaigns/new", &sent).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let id = created_id(answer.header("location"));
+    let (_, stored) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
+    // 08:00 and midnight in Jakarta (UTC+7) are 01:00 and 17:00 the day before, in UTC.
+    assert_eq!(stored["schedule"]["start"], "2026-01-01T01:00:00Z");
+    assert_eq!(stored["schedule"]["end"], "2026-01-31T17:00:00Z");
+    assert_eq!(stored["schedule"]["time_zone"], "Asia/Jakarta");
+
+    let page = browser.get(&format!("/ui/campaigns/{id}")).await;
+    let start = wrapper(&page.body, "schedule.start");
+    assert!(start.contains("value=\"2026-01-01T08:00:00\""), "{start}");
+    assert!(
+        start.contains("Mulai <span class=\"zone-label\" data-zone-label>(Asia/Jakarta)</span>"),
+        "{start}"
+    );
+    assert!(start.contains("dalam UTC: 2026-01-01 01:00:00 UTC"), "{start}");
+    assert!(wrapper(&page.body, "schedule.end").contains("value=\"2026-02-01T00:00:00\""));
+
+    // A campaign written through the API in UTC shows in its zone as well; one without a zone, in UTC.
+    let mut api = spec("Through the API");
+    api["schedule"] = json!({"start": "2026-06-30T20:00:00Z", "time_zone": "Asia/Jakarta"});
+    let (_, created) = app.admin(Method::POST, "/admin/v1/campaigns", api).await;
+    let page = browser.get(&format!("/ui/campaigns/{}", created["id"])).await;
+    assert!(wrapper(&page.body, "schedule.start").contains("value=\"2026-07-01T03:00:00\""));
+    let (_, plain) = app.admin(Method::POST, "/admin/v1/campaigns", spec("UTC")).await;
+    let page = browser.get(&format!("/ui/campaigns/{}", plain["id"])).await;
+    let start = wrapper(&page.body, "schedule.start");
+    assert!(start.contains("(UTC)") && !start.contains("dalam UTC: 2"), "{start}");
+
+    // Saved again unchanged, the instants stay: what is shown is read back in the same zone.
+    let mut again = fields("Jakarta");
+    again.retain(|(name, _)| name != &"schedule.start");
+    again.extend([("schedule.start", "2026-01-01T08:00:00"), ("schedule.end", "2026-02-01T00:00:00")]);
+    let answer = browser.post_form(&format!("/ui/campaigns/{id}"), &again).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let (_, stored) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
+    assert_eq!(stored["schedule"]["start"], "2026-01-01T01:00:00Z");
+
+    // The same wall-clock times in another zone are other instants; an end before the start there is
+    // still the end's error.
+    let mut tokyo = again.clone();
+    tokyo.retain(|(name, _)| !["schedule.time_zone", "schedule.end"].contains(name));
+    tokyo.extend([("schedule.time_zone", "Asia/Tokyo"), ("schedule.end", "2026-01-01T07:59")]);
+    let answer = browser.post_form(&format!("/ui/campaigns/{id}"), &tokyo).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrapper(&answer.body, "schedule.end").contains("<li>Harus setelah waktu mulai.</li>"));
+    assert!(wrapper(&answer.body, "schedule.start").contains("(Asia/Tokyo)"));
+    tokyo.retain(|(name, _)| name != &"schedule.end");
+    let answer = browser.post_form(&format!("/ui/campaigns/{id}"), &tokyo).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let (_, stored) = app.admin(Method::GET, &format!("/admin/v1/campaigns/{id}"), Value::Null).await;
+    assert_eq!(stored["schedule"]["start"], "2025-12-31T23:00:00Z");
 }
 
 async fn status_of(app: &TestApp, id: i64) -> String {
@@ -398,6 +527,8 @@ async fn the_editors_validation_agrees_with_the_api(db: PgPool) {
                 let ours: Vec<(String, String)> =
                     report.errors.iter().map(|e| (e.field.clone(), e.message.clone())).collect();
                 assert_eq!(ours, api, "{spec}");
+                // Each a problem of the core's, with its code for the page's catalog.
+                assert!(report.errors.iter().all(|e| e.code.is_some()), "{spec}: {:?}", report.errors);
             }
             _ => {
                 // A body that does not parse: one error, at the path the API's message names.

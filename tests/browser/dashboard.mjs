@@ -8,7 +8,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launch, screenshot, externalRequests } from './launch.mjs';
-import { activateInTheEditor, createCampaignInTheEditor } from './editor-steps.mjs';
+import { activateInTheEditor, createCampaignInTheEditor, typeInIndonesian } from './editor-steps.mjs';
 
 const ORIGIN = process.argv[2];
 const ADMIN = { email: 'admin@browser.example', password: process.env.DASHBOARD_ADMIN_PASSWORD };
@@ -224,6 +224,13 @@ const STEPS = [
     ['editor-activate', async () => {
         await activateInTheEditor(state.editorPage, ORIGIN, state.editorCampaign);
         await state.editorPage.close();
+    }],
+    ['editor-typing-in-indonesian', async ({ context }) => {
+        await context.clearCookies();
+        const page = await context.newPage();
+        await signIn(page, EDITOR);
+        await typeInIndonesian(page, ORIGIN, requests);
+        await page.close();
     }],
 ];
 

@@ -1,6 +1,7 @@
 // The campaign editor's browser steps, run by dashboard.mjs once signed in as an editor: create a campaign,
 // see a field error appear while typing (from the WebAssembly validation, with no request to the server),
-// fix it, see the preview of each variant, save, and activate with the confirmation.
+// fix it, see the preview of each variant, save, and activate with the confirmation; and, for an editor who
+// reads Indonesian, the errors found while typing in Indonesian and the times read in the chosen zone.
 import assert from 'node:assert/strict';
 
 import { screenshot as save } from './launch.mjs';
@@ -28,7 +29,8 @@ export async function createCampaignInTheEditor(page, base, requests) {
     await page.fill('[name="caps.lifetime"]', '1');
     await page.locator('[name="caps.per_day"]').pressSequentially('3');
     await errorsOf(page, 'caps.per_day').first().waitFor();
-    assert.equal(await errorsOf(page, 'caps.per_day').first().textContent(), 'must not exceed caps.lifetime');
+    assert.equal(await errorsOf(page, 'caps.per_day').first().textContent(),
+        'Must not be more than the cap on impressions ever.');
     assert.match(await page.textContent('#error-summary'), /caps\.per_day/);
     assert.equal(await page.getAttribute('[name="caps.per_day"]', 'aria-invalid'), 'true');
     assert.deepEqual(requests.slice(before), [], 'validation happens in the page');
@@ -86,4 +88,36 @@ export async function activateInTheEditor(page, base, id) {
     assert.equal(await page.textContent('#campaign-status'), 'Active');
     assert.equal(await page.locator('[data-action="activate"]').count(), 0);
     await screenshot(page, 'editor-activated');
+}
+
+// Signed in as an editor who reads Bahasa Indonesia: the live errors are in Indonesian, and start and end are
+// wall-clock times of the zone picked, labelled with it, with their UTC instant beside them.
+export async function typeInIndonesian(page, base, requests) {
+    await page.goto(`${base}/ui/campaigns/new`);
+    await page.waitForSelector('#campaign-form[data-live="on"]');
+    const before = requests.length;
+    await page.fill('[name="caps.lifetime"]', '1');
+    await page.locator('[name="caps.per_day"]').pressSequentially('3');
+    await errorsOf(page, 'caps.per_day').first().waitFor();
+    assert.equal(await errorsOf(page, 'caps.per_day').first().textContent(),
+        'Tidak boleh melebihi batas tayangan seumur hidup.');
+    assert.match(await page.textContent('#error-summary'), /caps\.per_day Tidak boleh melebihi/);
+
+    assert.equal(await page.textContent('[data-field="schedule.start"] [data-zone-label]'), '(UTC)');
+    await page.fill('[name="schedule.start"]', '2026-12-01T09:30');
+    await page.fill('[name="schedule.time_zone"]', 'Asia/Jakarta');
+    await page.waitForFunction(() =>
+        document.querySelector('[data-field="schedule.start"] [data-zone-label]').textContent === '(Asia/Jakarta)');
+    assert.equal(await page.textContent('[data-utc-of="schedule.start"]'), 'dalam UTC: 2026-12-01 02:30:00 UTC');
+    // Another zone keeps what was typed, and the instant moves with it.
+    await page.fill('[name="schedule.time_zone"]', 'Asia/Makassar');
+    await page.waitForFunction(() =>
+        document.querySelector('[data-utc-of="schedule.start"]').textContent.includes('01:30:00'));
+    assert.equal(await page.inputValue('[name="schedule.start"]'), '2026-12-01T09:30');
+    // An end before the start, in that zone, is the end's error.
+    await page.fill('[name="schedule.end"]', '2026-12-01T09:00');
+    await errorsOf(page, 'schedule.end').first().waitFor();
+    assert.equal(await errorsOf(page, 'schedule.end').first().textContent(), 'Harus setelah waktu mulai.');
+    assert.deepEqual(requests.slice(before), [], 'validation happens in the page');
+    await screenshot(page, 'editor-indonesian');
 }

@@ -2,10 +2,15 @@
 // compiled to WebAssembly (editor-wasm/, the same functions the server runs on save), and the errors are
 // shown next to the fields they name and the popup of each variant is redrawn, with no round trip. The page
 // works without this script: the form submits and the server's errors appear in the same places.
+// Errors are told in the person's language: the core gives each a code and parameters, and the page gives
+// the texts of the codes (data-validation, filled as the server fills them). Start and end are wall-clock
+// times of the chosen zone: changing the zone keeps what is typed and moves the instant, so the labels say
+// the zone and a hint under each time says its UTC instant.
 "use strict";
 
 const form = document.getElementById("campaign-form");
 const words = document.getElementById("editor-words");
+const texts = words ? JSON.parse(words.dataset.validation || "{}") : {};
 
 // A lifecycle form asks first (ui.js shows the question); once answered, it says so to the server, which
 // otherwise answers with a page asking the same question.
@@ -32,6 +37,7 @@ async function start() {
   const bytes = await (await fetch(form.dataset.wasm)).arrayBuffer();
   await glue.default({ module_or_path: bytes });
   const zones = Array.from(document.querySelectorAll("#zones option"), (option) => option.value);
+  const knownZones = new Set(zones);
   const editor = new glue.Editor(BigInt(form.dataset.campaignId || "0"), form.dataset.segments || "[]",
     JSON.stringify(zones));
   const check = () => {
@@ -41,6 +47,7 @@ async function start() {
     }
     const report = JSON.parse(editor.checkForm(JSON.stringify(pairs)));
     showErrors(report.errors);
+    showZone(report, knownZones);
     showPreview(report.preview);
     if (report.errors.length === 0) setStatus(words.dataset.valid, "ok");
     else setStatus(words.dataset.invalid.replace("{0}", report.errors.length), "bad");
@@ -65,6 +72,31 @@ function setStatus(text, kind) {
   status.dataset.kind = kind;
 }
 
+// An error in the person's language: its code's text with each {parameter} filled in; the API's English
+// for a problem without a code (a body the browser could not even read).
+function message(error) {
+  const text = error.code && texts[error.code];
+  if (!text) return error.message;
+  return Object.entries(error.params || {}).reduce((filled, [name, value]) => filled.split(`{${name}}`).join(value), text);
+}
+
+// The zone the times are read in, beside their labels, and the UTC instant of each under it.
+function showZone(report, zones) {
+  const typed = form.querySelector('[name="schedule.time_zone"]').value.trim();
+  const zone = zones.has(typed) ? typed : "UTC";
+  for (const label of form.querySelectorAll("[data-zone-label]")) label.textContent = `(${zone})`;
+  const failed = new Set(report.errors.map((error) => error.field));
+  const schedule = report.spec && report.spec.schedule;
+  for (const hint of form.querySelectorAll("[data-utc-of]")) {
+    const field = hint.dataset.utcOf;
+    const input = form.querySelector(`[name="${CSS.escape(field)}"]`);
+    const instant = schedule && schedule[field.replace("schedule.", "")];
+    const shown = zone !== "UTC" && instant && input.value.trim() !== "" && !failed.has(field);
+    hint.hidden = !shown;
+    if (shown) hint.textContent = words.dataset.utc.replace("{0}", instant.replace("T", " ").replace("Z", " UTC"));
+  }
+}
+
 // The wrapper an error belongs to: the one named by its path, else its list's (`rules.countries[1]` shows
 // at `rules.countries`); errors of no field on the page are listed in the summary only.
 function home(field) {
@@ -87,7 +119,7 @@ function showErrors(errors) {
     const list = wrapper.querySelector(":scope > ul.errors");
     if (!list) continue;
     const item = document.createElement("li");
-    item.textContent = error.message;
+    item.textContent = message(error);
     list.appendChild(item);
     for (const input of wrapper.querySelectorAll(":scope > input, :scope > textarea")) {
       input.setAttribute("aria-invalid", "true");
@@ -99,7 +131,7 @@ function showErrors(errors) {
     const item = document.createElement("li");
     const code = document.createElement("code");
     code.textContent = error.field;
-    item.append(code, " ", error.message);
+    item.append(code, " ", message(error));
     return item;
   }));
   summary.hidden = errors.length === 0;

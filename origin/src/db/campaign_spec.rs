@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use popup_core::campaign::{Campaign, ValidationErrors};
-use popup_core::ids::SegmentId;
+use popup_core::ids::{SegmentId, Timestamp};
 pub use popup_core::spec::{AudienceSpec, CampaignSpec, IncludeSpec, ScheduleSpec};
+use popup_core::zone::ZoneOffsets;
 
 /// The origin's side of [`CampaignSpec::to_campaign`].
 pub trait ToCore {
@@ -27,6 +28,12 @@ pub fn segment_id(segments: &HashMap<String, i32>, name: &str) -> Option<Segment
 /// Whether the origin's tz database knows `name`.
 pub fn is_known_zone(name: &str) -> bool {
     name.parse::<chrono_tz::Tz>().is_ok()
+}
+
+/// The offsets of zone `name` around `instant`, from the tz database, for reading and writing local times
+/// (the editor's start and end); None for a zone it does not know.
+pub fn zone_offsets(name: &str, instant: Timestamp) -> Option<ZoneOffsets> {
+    popup_core::zone::around(name, instant).ok()
 }
 
 /// Every zone name the tz database knows, for the editor's picker (and its validation in the browser).

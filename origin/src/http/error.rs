@@ -46,7 +46,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
+        ApiError::Invalid(vec![FieldError::new(field, message)])
     }
 
     /// A broken invariant of ours, answered 500 and logged with `message`.
@@ -55,7 +55,7 @@ impl ApiError {
     }
 
     pub fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError::BadFields(vec![FieldError { field: field.into(), message: message.into() }])
+        ApiError::BadFields(vec![FieldError::new(field, message)])
     }
 
     /// For routes whose contract answers every body it cannot use with 400 (the public API, sends and

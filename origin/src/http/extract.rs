@@ -117,10 +117,10 @@ fn nul_fields_in_json(json: &[u8]) -> Vec<FieldError> {
         Err(_) => count += 1,
     }
     if fields.is_empty() {
-        fields.push(FieldError { field: "body".into(), message: NUL_MESSAGE.into() });
+        fields.push(FieldError::new("body", NUL_MESSAGE));
     } else if count > fields.len() {
         let more = count - fields.len();
-        fields.push(FieldError { field: "body".into(), message: format!("and {more} more fields with NUL") });
+        fields.push(FieldError::new("body", format!("and {more} more fields with NUL")));
     }
     fields
 }
@@ -135,7 +135,7 @@ fn nul_fields_in_value(
         *count += 1;
         if fields.len() < MAX_REPORTED_NUL_FIELDS {
             let field = if field.is_empty() { "body" } else { field };
-            fields.push(FieldError { field: field.into(), message: NUL_MESSAGE.into() });
+            fields.push(FieldError::new(field, NUL_MESSAGE));
         }
     };
     match value {
@@ -192,11 +192,11 @@ fn nul_in_query(uri: &Uri, fields: &mut Vec<FieldError>) {
     };
     for (name, value) in &pairs {
         if name.contains('\0') || value.contains('\0') {
-            fields.push(FieldError { field: name.replace('\0', "%00"), message: NUL_MESSAGE.into() });
+            fields.push(FieldError::new(name.replace('\0', "%00"), NUL_MESSAGE));
         }
     }
     if fields.is_empty() {
-        fields.push(FieldError { field: "query".into(), message: NUL_MESSAGE.into() });
+        fields.push(FieldError::new("query", NUL_MESSAGE));
     }
 }
 
@@ -215,7 +215,7 @@ fn nul_in_path(path: &str, route: Option<&str>, fields: &mut Vec<FieldError>) {
             }
             _ => None,
         };
-        fields.push(FieldError { field: parameter.unwrap_or("path").into(), message: NUL_MESSAGE.into() });
+        fields.push(FieldError::new(parameter.unwrap_or("path"), NUL_MESSAGE));
     }
 }
 

@@ -35,7 +35,7 @@ impl NewMessageCampaign {
     /// renders the same everywhere.
     fn check(&self, now: DateTime<Utc>) -> Result<Channel, ApiError> {
         let mut errors = Vec::new();
-        let mut add = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
+        let mut add = |field: &str, message: String| errors.push(FieldError::new(field, message));
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             add("name", format!("must be 1 to {MAX_NAME_CHARS} characters"));

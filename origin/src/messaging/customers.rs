@@ -62,26 +62,20 @@ impl NewCustomer {
         let mut errors = Vec::new();
         self.phone = self.phone.trim().to_string();
         if !is_e164(&self.phone) {
-            errors.push(FieldError { field: "phone".into(), message: E164_MESSAGE.into() });
+            errors.push(FieldError::new("phone", E164_MESSAGE));
         }
         for (name, value) in self.optional_fields_mut() {
             *value = value.take().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
             // Postgres cannot store it; a JSON body with one never gets here, but an imported row can.
             if value.as_ref().is_some_and(|v| v.contains('\0')) {
-                errors.push(FieldError {
-                    field: name.into(),
-                    message: "must not contain the NUL character".into(),
-                });
+                errors.push(FieldError::new(name, "must not contain the NUL character"));
             }
             if value.as_ref().is_some_and(|v| v.chars().count() > MAX_FIELD_CHARS) {
-                errors.push(FieldError {
-                    field: name.into(),
-                    message: format!("must be at most {MAX_FIELD_CHARS} characters"),
-                });
+                errors.push(FieldError::new(name, format!("must be at most {MAX_FIELD_CHARS} characters")));
             }
         }
         if self.email.as_deref().is_some_and(|email| !looks_like_email(email)) {
-            errors.push(FieldError { field: "email".into(), message: "must look like name@domain".into() });
+            errors.push(FieldError::new("email", "must look like name@domain"));
         }
         (self, errors)
     }

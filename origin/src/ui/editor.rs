@@ -9,6 +9,11 @@
 //! to WebAssembly on every change and redraws the errors and the per-variant preview, with no round trip.
 //! A viewer sees the campaign read-only, with no write button; a write they forge is refused by the
 //! [`SignedInEditor`] extractor.
+//!
+//! Errors are shown in the person's language from the core's codes ([`Tr::field_error`]); the page gives
+//! `editor.js` the same texts in a data attribute, so the errors found while typing read the same. Start
+//! and end are shown and typed in the campaign's time zone, labelled with it, and converted to UTC by the
+//! core's form decoding with the tz database's offsets ([`zone_offsets`]).
 
 use std::collections::BTreeSet;
 
@@ -16,16 +21,17 @@ use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use popup_core::campaign::FieldError;
 use popup_core::form;
 use popup_core::lifecycle::{Action, Shown};
 use popup_core::spec::{CampaignSpec, VariantPreview};
 use serde::Deserialize;
 
+use super::i18n::Tr;
 use super::{render, Chrome, PageResult};
 use crate::admin::campaigns::{self as admin, CampaignView};
-use crate::db::campaign_spec::{is_known_zone, segment_id, zone_names};
+use crate::db::campaign_spec::{is_known_zone, segment_id, zone_names, zone_offsets};
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::segments;
 use crate::http::session::{Refusal, SignedIn, SignedInEditor, SignedInViewer};
@@ -53,7 +59,25 @@ fn render_editor(page: &EditorPage) -> Response {
 #[derive(Debug, Default)]
 pub struct FormView {
     pairs: Vec<(String, String)>,
-    errors: Vec<FieldError>,
+    errors: Vec<ShownError>,
+}
+
+/// A field error as the person reads it: the API's field path and the text in their language.
+#[derive(Debug)]
+pub struct ShownError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FormView {
+    /// The form with `errors` told in the person's language.
+    fn with_errors(pairs: Vec<(String, String)>, errors: &[FieldError], tr: Tr) -> FormView {
+        let errors = errors
+            .iter()
+            .map(|error| ShownError { field: error.field.clone(), message: tr.field_error(error) })
+            .collect();
+        FormView { pairs, errors }
+    }
 }
 
 /// One row of variants or of windows: its path prefix (`variants[1]`) and index.
@@ -116,7 +140,7 @@ impl FormView {
         self.errs(&format!("{}.{field}", row.p))
     }
 
-    pub fn all_errors(&self) -> &[FieldError] {
+    pub fn all_errors(&self) -> &[ShownError] {
         &self.errors
     }
 }
@@ -140,6 +164,8 @@ struct EditorPage {
     zones: Vec<&'static str>,
     actions: Vec<ActionButton>,
     preview: Vec<VariantPreview>,
+    /// The schedule's start and end in UTC, when a zone other than UTC shows them.
+    utc: Option<(String, String)>,
     /// A banner: `saved`, `created`, or a lifecycle action that just ran.
     notice: String,
     /// A refusal that concerns no field (the lifecycle's 409).
@@ -197,6 +223,31 @@ impl EditorPage {
         serde_json::to_string(&self.segments).unwrap_or_default()
     }
 
+    /// The text of each validation code in the person's language, JSON by code, for the browser's
+    /// validation (a data attribute: the CSP allows no inline script).
+    fn validation_json(&self) -> String {
+        serde_json::to_string(&self.c.tr.validation_texts()).unwrap_or_default()
+    }
+
+    /// The zone start and end are written in: the form's, when the tz database knows it, else UTC.
+    fn zone_label(&self) -> &str {
+        Some(self.form.v("schedule.time_zone")).filter(|zone| is_known_zone(zone)).unwrap_or("UTC")
+    }
+
+    /// The UTC instant of `schedule.start` or `schedule.end`, for the hint beside it; empty when the
+    /// times are UTC already or the field is blank.
+    fn utc_of(&self, field: &str) -> &str {
+        if !self.form.errs(field).is_empty() {
+            // A time that could not be read has a stand-in instant, which is no answer.
+            return "";
+        }
+        match (&self.utc, field) {
+            (Some((start, _)), "schedule.start") => start.as_str(),
+            (Some((_, end)), "schedule.end") => end.as_str(),
+            _ => "",
+        }
+    }
+
     fn extra_text(&self, preview: &VariantPreview, key: &str) -> String {
         preview.popup.as_ref().and_then(|p| p.extra.get(key).cloned()).unwrap_or_default()
     }
@@ -243,15 +294,27 @@ fn buttons(row: &CampaignRow) -> Vec<ActionButton> {
         .collect()
 }
 
+/// How the UTC hint writes an instant.
+fn utc_text(time: &DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The editor page for `form`, with the preview and UTC hints of `spec` when it could be read.
 fn page(
     signed_in: &SignedIn,
     context: Context,
     form: FormView,
-    preview: Vec<VariantPreview>,
+    spec: Option<&CampaignSpec>,
     notice: &str,
     problem: String,
 ) -> EditorPage {
     let c = Chrome::new(signed_in, "/ui/campaigns");
+    let id = context.campaign.as_ref().map_or(0, |(view, _)| view.id);
+    let preview = spec.map(|spec| spec.preview(id)).unwrap_or_default();
+    let utc = spec.filter(|spec| spec.schedule.time_zone.as_deref().is_some_and(is_known_zone)).map(|spec| {
+        let schedule = &spec.schedule;
+        (utc_text(&schedule.start), schedule.end.as_ref().map(utc_text).unwrap_or_default())
+    });
     let ended = context.campaign.as_ref().is_some_and(|(view, _)| view.status == Shown::Ended);
     let read_only = !c.can_write() || ended;
     let (campaign, actions) = match context.campaign {
@@ -266,6 +329,7 @@ fn page(
         zones: zone_names().collect(),
         actions,
         preview,
+        utc,
         notice: notice.into(),
         problem,
         read_only,
@@ -273,7 +337,7 @@ fn page(
 }
 
 fn spec_form(spec: &CampaignSpec) -> FormView {
-    FormView { pairs: form::encode(spec), errors: Vec::new() }
+    FormView { pairs: form::encode(spec, zone_offsets), errors: Vec::new() }
 }
 
 /// `GET /ui/campaigns/new`: an empty campaign starting now, for everyone.
@@ -290,7 +354,7 @@ pub async fn new(State(state): State<AppState>, SignedInEditor(signed_in): Signe
         &signed_in,
         context,
         FormView { pairs, errors: Vec::new() },
-        Vec::new(),
+        None,
         "",
         String::new(),
     )))
@@ -315,7 +379,7 @@ pub async fn show(
     let spec = row.spec.0.clone();
     let context = context(&state, Some(row), &signed_in).await?;
     let notice = query.notice.as_deref().filter(|n| NOTICES.contains(n)).unwrap_or("");
-    Ok(render_editor(&page(&signed_in, context, spec_form(&spec), spec.preview(id), notice, String::new())))
+    Ok(render_editor(&page(&signed_in, context, spec_form(&spec), Some(&spec), notice, String::new())))
 }
 
 /// The form's fields in order, the CSRF token left out.
@@ -334,10 +398,8 @@ fn refused(
     spec: Option<&CampaignSpec>,
     problem: String,
 ) -> Response {
-    let id = context.campaign.as_ref().map_or(0, |(view, _)| view.id);
-    let preview = spec.map(|spec| spec.preview(id)).unwrap_or_default();
-    let mut response =
-        render_editor(&page(signed_in, context, FormView { pairs, errors }, preview, "", problem));
+    let form = FormView::with_errors(pairs, &errors, Tr::new(signed_in.person.language));
+    let mut response = render_editor(&page(signed_in, context, form, spec, "", problem));
     *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     response
 }
@@ -362,7 +424,7 @@ where
         pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         id,
         |name| segment_id(&live, name),
-        is_known_zone,
+        zone_offsets,
     );
     if !checked.errors.is_empty() {
         let context = context(state, row, signed_in).await?;
@@ -475,7 +537,8 @@ pub async fn lifecycle(
             // Activation validates again: a segment it names may have been deleted since it was saved.
             let spec = row.spec.0.clone();
             let context = context(&state, Some(row), &signed_in).await?;
-            Ok(refused(&signed_in, context, form::encode(&spec), errors, Some(&spec), String::new()))
+            let pairs = form::encode(&spec, zone_offsets);
+            Ok(refused(&signed_in, context, pairs, errors, Some(&spec), String::new()))
         }
         Err(other) => Err(other.into()),
     }
@@ -485,10 +548,9 @@ pub async fn lifecycle(
 async fn conflict(state: &AppState, signed_in: &SignedIn, row: CampaignRow, action: Action) -> PageResult {
     let refused_now = admin::refusal(&row, action).unwrap_or_default();
     let spec = row.spec.0.clone();
-    let id = row.id;
     let context = context(state, Some(row), signed_in).await?;
     let mut response =
-        render_editor(&page(signed_in, context, spec_form(&spec), spec.preview(id), "", refused_now));
+        render_editor(&page(signed_in, context, spec_form(&spec), Some(&spec), "", refused_now));
     *response.status_mut() = axum::http::StatusCode::CONFLICT;
     Ok(response)
 }

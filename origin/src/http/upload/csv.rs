@@ -254,7 +254,7 @@ impl LineErrors {
     pub fn add(&mut self, line: u64, message: impl Display) {
         self.count += 1;
         if self.listed.len() < MAX_REPORTED_ERRORS {
-            self.listed.push(FieldError { field: format!("line {line}"), message: message.to_string() });
+            self.listed.push(FieldError::new(format!("line {line}"), message.to_string()));
         }
     }
 
@@ -275,10 +275,7 @@ impl LineErrors {
         let mut fields = self.listed;
         let more = self.count - fields.len() as u64;
         if more > 0 {
-            fields.push(FieldError {
-                field: "body".into(),
-                message: format!("and {more} more malformed lines"),
-            });
+            fields.push(FieldError::new("body", format!("and {more} more malformed lines")));
         }
         ApiError::Invalid(fields)
     }

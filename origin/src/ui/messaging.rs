@@ -52,11 +52,12 @@ async fn page(
 ) -> Result<MessagingPage, ApiError> {
     let as_of = message_campaigns::newest_id(&state.db).await?;
     let (items, _) = message_campaigns::list(&state.db, as_of, None, None, 50, 0).await?;
-    let mut rows = Vec::with_capacity(items.len());
-    for campaign in items {
-        let stats = message_campaigns::stats(&state.db, campaign.id).await?;
-        rows.push(Row { campaign, stats });
-    }
+    let ids: Vec<i64> = items.iter().map(|campaign| campaign.id).collect();
+    let mut stats = message_campaigns::stats_of(&state.db, &ids).await?;
+    let rows = items
+        .into_iter()
+        .map(|campaign| Row { stats: stats.remove(&campaign.id).unwrap_or_default(), campaign })
+        .collect();
     Ok(MessagingPage { c: Chrome::new(signed_in, "/ui/messaging"), rows, problem, notice })
 }
 

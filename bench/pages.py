@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import statistics
 import sys
 import time
@@ -32,6 +33,9 @@ class Client:
         self.origin = f"{url.scheme}://{url.netloc}"
         self.host, self.port = url.hostname, url.port
         self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        self.connection.connect()
+        # Requests go out whole at once; without this a small write can wait for the peer's delayed ACK.
+        self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.cookie = ""
 
     def request(self, method, path, body=None, headers=None):

@@ -85,7 +85,7 @@ async fn start(config: &Config) -> anyhow::Result<AppState> {
     let db = PgPoolOptions::new()
         .max_connections(32)
         .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(config.database_url.expose_secret())
+        .connect_with(db::connect_options(config.database_url.expose_secret())?)
         .await?;
     MIGRATOR.run(&db).await?;
     if let Some(key) = &config.bootstrap_admin_key {

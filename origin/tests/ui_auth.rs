@@ -295,6 +295,10 @@ async fn every_answer_carries_the_security_headers_and_assets_are_cached_by_cont
         assert_eq!(p.header("x-frame-options"), "DENY");
         assert_eq!(p.header("x-content-type-options"), "nosniff");
         assert_eq!(p.header("referrer-policy"), "same-origin");
+        // The server's share of the answer, for browsers' network panels and scripts/bench-pages.
+        let timing = p.header("server-timing");
+        let millis = timing.strip_prefix("app;dur=").and_then(|d| d.parse::<f64>().ok());
+        assert!(millis.is_some_and(|ms| ms >= 0.0), "{timing:?}");
     }
     assert_eq!(browser.get("/ui/nowhere").await.status, StatusCode::NOT_FOUND);
     assert!(!page.body.contains("<script>"), "no inline script");

@@ -15,6 +15,8 @@ use popup_core::wire::ErrorResponse;
 
 /// The longest range one request may ask for.
 const MAX_DAYS: i64 = 366;
+/// How far outside a campaign's life (its creation; its end or deletion) a popup's serving time may be.
+const SERVED_MARGIN_SECONDS: i64 = 2 * 86_400;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -119,13 +121,21 @@ pub async fn of_campaign(
     if to - from >= MAX_DAYS {
         return Err(ApiError::bad_field("to", format!("the range may span at most {MAX_DAYS} days")));
     }
-    if !campaigns::exists(&state.db, id).await? {
-        return Err(ApiError::NotFound("campaign"));
-    }
+    let (created, last_changed) =
+        campaigns::served_span(&state.db, id).await?.ok_or(ApiError::NotFound("campaign"))?;
     let start = state.keys.day_start(from);
     let end = state.keys.day_start(to + 1);
-    let earliest_served = start.plus(-state.tokens.ttl_seconds);
-    let rows = events::campaign_counts(&state.db, id, (start, end), earliest_served, day_offset).await?;
+    // An event comes at most a token lifetime after its popup was served, and a popup is served only while
+    // its campaign exists and is not ended or deleted. The margin covers resolvers' clocks and catalogs a
+    // moment behind.
+    let earliest_served =
+        start.plus(-state.tokens.ttl_seconds).max(Timestamp(created.timestamp() - SERVED_MARGIN_SECONDS));
+    let latest_served = match last_changed {
+        Some(at) => end.min(Timestamp(at.timestamp() + SERVED_MARGIN_SECONDS)),
+        None => end,
+    };
+    let served = (earliest_served, latest_served.max(earliest_served));
+    let rows = events::campaign_counts(&state.db, id, (start, end), served, day_offset).await?;
     let (mut days, mut variants) = (Vec::new(), Vec::new());
     for row in &rows {
         match row.0 {

@@ -119,9 +119,9 @@ pub type CountsRow = (Option<i64>, String, i64, i64, i64, i64, i64, i64, i64);
 
 /// Counts per (day, variant) and per variant over the events of one campaign, in one pass: the grouping
 /// sets give the range totals (day NULL) beside the daily rows, with users counted once across days. `$5`
-/// is the day offset in seconds; events are selected by when they happened (`at`), and by `served_at` too
-/// so that only partitions that can hold them are read (an event comes at most a token lifetime after its
-/// popup was served).
+/// is the day offset in seconds; events are selected by when they happened (`at`), and by `served_at`
+/// (`$4` to `$6`) too so that only partitions that can hold them are planned and read: a year's range
+/// spans 366 day partitions, and planning them all costs more than reading a short campaign's events.
 const COUNTS: &str = "
 SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
     count(*) FILTER (WHERE kind = 'impression'),
@@ -132,25 +132,26 @@ SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
     count(DISTINCT user_id) FILTER (WHERE kind = 'conversion'),
     count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
 FROM events
-WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $3
+WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $6
 GROUP BY GROUPING SETS ((day, variant), (variant))
 ORDER BY day NULLS LAST, variant";
 
-/// The counts of `campaign`'s events between `start` and `end`, for popups served since `earliest_served`,
-/// with days starting at `day_offset_seconds`.
+/// The counts of `campaign`'s events between `start` and `end`, for popups served from `served.0` until
+/// before `served.1`, with days starting at `day_offset_seconds`.
 pub async fn campaign_counts(
     db: &PgPool,
     campaign: i64,
     (start, end): (Timestamp, Timestamp),
-    earliest_served: Timestamp,
+    served: (Timestamp, Timestamp),
     day_offset_seconds: i64,
 ) -> DbResult<Vec<CountsRow>> {
     Ok(sqlx::query_as(COUNTS)
         .bind(campaign)
         .bind(utc(start))
         .bind(utc(end))
-        .bind(utc(earliest_served))
+        .bind(utc(served.0))
         .bind(day_offset_seconds)
+        .bind(utc(served.1))
         .fetch_all(db)
         .await?)
 }

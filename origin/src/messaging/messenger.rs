@@ -155,7 +155,7 @@ pub async fn run(config: MessengerConfig) -> anyhow::Result<()> {
     let db = PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(config.database_url.expose_secret())
+        .connect_with(crate::db::connect_options(config.database_url.expose_secret())?)
         .await?;
     crate::db::MIGRATOR.run(&db).await?;
     let provider = config.provider()?;

@@ -77,6 +77,22 @@ pub fn router() -> Router<AppState> {
         .route("/ui/", get(|| async { Redirect::to("/ui/campaigns") }))
         .nest("/ui", pages)
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// `Server-Timing: app;dur=<ms>` on every dashboard response: the time from the request reaching the
+/// dashboard's router to its response, the page rendered (templates render into a string before the
+/// response exists), so a browser's network panel and `scripts/bench-pages` see the server's share of a
+/// page apart from the network's. It says how long, never what was done, so it tells a client nothing the
+/// clock on its side does not.
+async fn server_timing(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={millis:.2}")) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
 }
 
 /// The pages of the navigation bar, in its order: (path, catalog key).

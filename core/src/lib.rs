@@ -25,6 +25,7 @@
 //!   fetch a stale catalog) and an event.
 //! - [`projection`]: what the catalog may rely on in Redis, publishing it, and healing after Redis lost data.
 //! - [`stream`]: the events stream's entries, written by resolvers and read by ingest.
+//! - [`reach`]: distinct customers per campaign, day and variant, exact while few, else a mergeable sketch.
 //! - [`template`]: `{placeholder}` templates for outbound messages.
 //! - [`delivery`]: the statuses of outbound messages and message campaigns, and the steps between them.
 //! - [`defaults`]: the defaults of the settings the edge and the origin must agree on.
@@ -50,6 +51,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod problem;
 pub mod projection;
+pub mod reach;
 pub mod resolve;
 pub mod spec;
 pub mod store;

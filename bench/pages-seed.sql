@@ -224,6 +224,9 @@ CREATE INDEX events_campaign_at ON events (campaign_id, at);
 INSERT INTO campaign_totals (campaign_id, impressions)
 SELECT campaign, count(*) FROM served WHERE variant <> 'control' GROUP BY campaign;
 
+-- The daily counts and reach ingest would have kept, in the deployment's day offset (+00:00).
+SELECT rebuild_event_rollup(0);
+
 -- The audit trail: each campaign's creation, edits and lifecycle, by the team; the system's ends.
 INSERT INTO audit_log (at, actor_person, actor_name, action, entity, entity_id, before, after)
 SELECT at, person, name, action, 'campaign', s.i::text, before, after

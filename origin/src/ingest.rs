@@ -392,7 +392,7 @@ impl Ingester {
                 self.partitions.insert(day);
             }
         }
-        let (stored, exhausted, budgets) = events::store(&self.state.db, &records).await?;
+        let (stored, exhausted, budgets) = events::store(&self.state.db, &self.state.keys, &records).await?;
         metrics::counter!("popup_ingest_events_total").increment(stored as u64);
         // Keyed by budget too: a campaign whose budget was raised is published again when it reaches it.
         let newly_exhausted: Vec<(i64, i64)> =
@@ -568,9 +568,33 @@ pub async fn run_workers(
         });
     }
     if workers > 0 {
+        tasks.spawn(build_rollup(state.clone(), stopped.clone()));
         tasks.spawn(run_retention(state, settings.retention_days, stopped));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Rebuilds the campaign stats' daily counts from the events when they were built with another day offset
+/// or not yet (see `events::ensure_rollup`); retried until Postgres answers. Ingest runs meanwhile: the
+/// rebuild makes its writes wait, and counts what they stored before.
+async fn build_rollup(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let started = std::time::Instant::now();
+                match events::ensure_rollup(&state.db, &state.keys).await {
+                    Ok(true) => {
+                        tracing::info!(seconds = started.elapsed().as_secs_f64(), "rebuilt campaign stats from the events");
+                        return;
+                    }
+                    Ok(false) => return,
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot build campaign stats yet"),
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 async fn run_retention(

@@ -10,16 +10,12 @@ use super::audit::{self, Actor};
 use super::campaign_spec::CampaignSpec;
 use super::DbResult;
 
-/// When campaign `id` (deleted or not) can have been served: from its creation, and, once it is ended or
-/// deleted, until it last changed (neither changes afterwards). `None` if there is no such campaign.
-pub async fn served_span(db: &PgPool, id: i64) -> DbResult<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>> {
-    Ok(sqlx::query_as(
-        "SELECT created_at, CASE WHEN status = 'ended' OR deleted_at IS NOT NULL THEN updated_at END
-         FROM campaigns WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+/// Whether campaign `id` exists, deleted or not (a deleted campaign's stats stay readable).
+pub async fn exists(db: &PgPool, id: i64) -> DbResult<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1)")
+        .bind(id)
+        .fetch_one(db)
+        .await?)
 }
 
 /// The spec of campaign `id`, unless it was deleted.

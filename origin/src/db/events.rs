@@ -1,18 +1,33 @@
-//! Events ingested from the Redis stream (see `popup_core::stream`): storing a batch exactly once, the day
-//! partitions and their retention, the counts campaign stats are made of, and the impressions the
-//! projection rebuilds caps from.
+//! Events ingested from the Redis stream (see `popup_core::stream`): storing a batch exactly once, with
+//! the daily counts and reach campaign stats read (migration 0005, `popup_core::reach`), the day partitions
+//! and their retention, and the impressions the projection rebuilds caps from.
 
+use std::ops::RangeInclusive;
+
+use bit_vec::BitVec;
 use chrono::{DateTime, Utc};
 use popup_core::ids::Timestamp;
+use popup_core::reach::{self, Sketch};
 use popup_core::store::KeySpace;
 use popup_core::stream::Record;
 use sqlx::PgPool;
 
 use super::DbResult;
 
-/// Stores `records` (sorted by id, see the ingest module docs) in one statement. Returns how many were new,
-/// and the campaigns among those counted whose impressions reached their budget, with the budget.
-pub async fn store(db: &PgPool, records: &[&Record]) -> DbResult<(i64, Vec<i64>, Vec<i64>)> {
+/// Stores `records` (sorted by id, see the ingest module docs) in one statement, with the daily counts of
+/// the new ones and the customers of all of them (adding a customer twice changes nothing). Returns how
+/// many were new, and the campaigns among those counted whose impressions reached their budget, with the
+/// budget.
+pub async fn store(db: &PgPool, keys: &KeySpace, records: &[&Record]) -> DbResult<(i64, Vec<i64>, Vec<i64>)> {
+    let reached = reach::of_records(records.iter().copied(), keys);
+    let (mut members, mut hashes) = (Vec::new(), Vec::new());
+    for (n, customers) in reached.values().enumerate() {
+        // Beyond the limit the day keeps only its sketch: no exact set is sent, and none is kept.
+        if customers.len() <= reach::EXACT_LIMIT {
+            members.extend(std::iter::repeat_n(n as i64 + 1, customers.len()));
+            hashes.extend(customers.iter().map(|&hash| hash as i64));
+        }
+    }
     Ok(sqlx::query_as(STORE)
         .bind(records.iter().map(|r| r.served.seconds()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
@@ -21,12 +36,32 @@ pub async fn store(db: &PgPool, records: &[&Record]) -> DbResult<(i64, Vec<i64>,
         .bind(records.iter().map(|r| r.campaign.0 as i64).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.at.seconds()).collect::<Vec<_>>())
+        .bind(day_offset_seconds(keys))
+        .bind(reached.keys().map(|key| key.campaign.0 as i64).collect::<Vec<_>>())
+        .bind(reached.keys().map(|key| key.day).collect::<Vec<_>>())
+        .bind(reached.keys().map(|key| key.variant).collect::<Vec<_>>())
+        .bind(reached.keys().map(|key| key.kind).collect::<Vec<_>>())
+        .bind(
+            reached
+                .values()
+                .map(|customers| BitVec::from_bytes(Sketch::of_hashes(customers).as_bytes()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(members)
+        .bind(hashes)
         .fetch_one(db)
         .await?)
 }
 
-/// Stores a batch and counts its new impressions, in one statement. Returns how many events were new, and
-/// the campaigns among those counted whose impressions reached their budget.
+/// Seconds from UTC midnight to the deployment's midnight: a day number is `floor((epoch + this) / 86400)`.
+fn day_offset_seconds(keys: &KeySpace) -> i32 {
+    -keys.day_start(0).seconds() as i32
+}
+
+/// Stores a batch, counts its new events (impressions per campaign, and per campaign, day and variant) and
+/// adds its customers to their days' reach, in one statement. The upserts take their rows in key order, the
+/// same in every worker. Returns how many events were new, and the campaigns among those counted whose
+/// impressions reached their budget.
 const STORE: &str = "
 WITH inserted AS (
     INSERT INTO events (served_at, event_id, kind, user_id, campaign_id, variant, at)
@@ -34,12 +69,42 @@ WITH inserted AS (
     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
         AS batch (served, id, kind, user_id, campaign_id, variant, at)
     ON CONFLICT DO NOTHING
-    RETURNING campaign_id, kind
+    RETURNING campaign_id, kind, variant, at
 ), counted AS (
     INSERT INTO campaign_totals (campaign_id, impressions)
     SELECT campaign_id, count(*) FROM inserted WHERE kind = 'impression' GROUP BY campaign_id ORDER BY campaign_id
     ON CONFLICT (campaign_id) DO UPDATE SET impressions = campaign_totals.impressions + excluded.impressions
     RETURNING campaign_id, impressions
+), daily AS (
+    INSERT INTO event_days (campaign_id, day, variant, impressions, clicks, dismissals, conversions, holdout_events)
+    SELECT campaign_id, floor((extract(epoch FROM at) + $8) / 86400)::bigint, variant,
+           count(*) FILTER (WHERE kind = 'impression'),
+           count(*) FILTER (WHERE kind = 'click'),
+           count(*) FILTER (WHERE kind = 'dismiss'),
+           count(*) FILTER (WHERE kind = 'conversion'),
+           count(*) FILTER (WHERE kind = 'holdout')
+    FROM inserted
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (campaign_id, day, variant) DO UPDATE SET
+        impressions = event_days.impressions + excluded.impressions,
+        clicks = event_days.clicks + excluded.clicks,
+        dismissals = event_days.dismissals + excluded.dismissals,
+        conversions = event_days.conversions + excluded.conversions,
+        holdout_events = event_days.holdout_events + excluded.holdout_events
+), reached AS (
+    INSERT INTO event_reach (campaign_id, day, variant, kind, exact, sketch)
+    SELECT day_key.campaign_id, day_key.day, day_key.variant, day_key.kind, members.exact, day_key.sketch
+    FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::varbit[]) WITH ORDINALITY
+        AS day_key (campaign_id, day, variant, kind, sketch, n)
+    LEFT JOIN (
+        SELECT n, array_agg(hash ORDER BY hash) AS exact FROM unnest($14::bigint[], $15::bigint[]) AS member (n, hash)
+        GROUP BY n
+    ) AS members USING (n)
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (campaign_id, day, variant, kind) DO UPDATE SET
+        exact = reach_union(event_reach.exact, excluded.exact),
+        sketch = event_reach.sketch | excluded.sketch
 )
 SELECT
     (SELECT count(*) FROM inserted),
@@ -50,6 +115,19 @@ FROM (
     FROM counted JOIN campaigns ON campaigns.id = counted.campaign_id
     WHERE (campaigns.spec ->> 'budget')::bigint <= counted.impressions
 ) AS exhausted";
+
+/// Rebuilds the daily counts and reach from the stored events when they were built with another day offset
+/// than `keys`' or never (the first start after migration 0005). Returns whether it rebuilt them.
+pub async fn ensure_rollup(db: &PgPool, keys: &KeySpace) -> DbResult<bool> {
+    let offset = day_offset_seconds(keys);
+    let built: Option<i32> =
+        sqlx::query_scalar("SELECT day_offset_seconds FROM event_rollup").fetch_optional(db).await?;
+    if built == Some(offset) {
+        return Ok(false);
+    }
+    sqlx::query("SELECT rebuild_event_rollup($1)").bind(offset).execute(db).await?;
+    Ok(true)
+}
 
 /// The partition holding events served on `day` (in the deployment's day offset), created if missing.
 pub async fn ensure_partition(db: &PgPool, keys: &KeySpace, day: i64) -> DbResult<()> {
@@ -113,47 +191,69 @@ pub async fn drop_expired_partitions(
     Ok(dropped)
 }
 
-/// A campaign's counts of one day and variant, or, with no day, of a variant over the whole range:
-/// (day, variant, impressions, unique users, clicks, dismissals, conversions, converted users, holdouts).
-pub type CountsRow = (Option<i64>, String, i64, i64, i64, i64, i64, i64, i64);
+/// A campaign's counts of one day and variant: (day, variant, impressions, clicks, dismissals,
+/// conversions, holdout events).
+pub type DayCounts = (i64, String, i64, i64, i64, i64, i64);
 
-/// Counts per (day, variant) and per variant over the events of one campaign, in one pass: the grouping
-/// sets give the range totals (day NULL) beside the daily rows, with users counted once across days. `$5`
-/// is the day offset in seconds; events are selected by when they happened (`at`), and by `served_at`
-/// (`$4` to `$6`) too so that only partitions that can hold them are planned and read: a year's range
-/// spans 366 day partitions, and planning them all costs more than reading a short campaign's events.
-const COUNTS: &str = "
-SELECT floor((extract(epoch FROM at) + $5) / 86400)::bigint AS day, variant,
-    count(*) FILTER (WHERE kind = 'impression'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'impression'),
-    count(*) FILTER (WHERE kind = 'click'),
-    count(*) FILTER (WHERE kind = 'dismiss'),
-    count(*) FILTER (WHERE kind = 'conversion'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'conversion'),
-    count(DISTINCT user_id) FILTER (WHERE kind = 'holdout')
-FROM events
-WHERE campaign_id = $1 AND at >= $2 AND at < $3 AND served_at >= $4 AND served_at < $6
-GROUP BY GROUPING SETS ((day, variant), (variant))
-ORDER BY day NULLS LAST, variant";
-
-/// The counts of `campaign`'s events between `start` and `end`, for popups served from `served.0` until
-/// before `served.1`, with days starting at `day_offset_seconds`.
-pub async fn campaign_counts(
+/// The daily counts of `campaign` on `days`, in day then variant order.
+pub async fn campaign_days(
     db: &PgPool,
     campaign: i64,
-    (start, end): (Timestamp, Timestamp),
-    served: (Timestamp, Timestamp),
-    day_offset_seconds: i64,
-) -> DbResult<Vec<CountsRow>> {
-    Ok(sqlx::query_as(COUNTS)
-        .bind(campaign)
-        .bind(utc(start))
-        .bind(utc(end))
-        .bind(utc(served.0))
-        .bind(day_offset_seconds)
-        .bind(utc(served.1))
-        .fetch_all(db)
-        .await?)
+    days: RangeInclusive<i64>,
+) -> DbResult<Vec<DayCounts>> {
+    Ok(sqlx::query_as(
+        "SELECT day, variant, impressions, clicks, dismissals, conversions, holdout_events FROM event_days
+         WHERE campaign_id = $1 AND day BETWEEN $2 AND $3
+         ORDER BY day, variant",
+    )
+    .bind(campaign)
+    .bind(days.start())
+    .bind(days.end())
+    .fetch_all(db)
+    .await?)
+}
+
+/// The customers of one day, variant and kind of event (`popup_core::reach::COUNTED_KINDS`).
+#[derive(Debug)]
+pub struct DayReach {
+    pub day: i64,
+    pub variant: String,
+    pub kind: String,
+    pub reach: reach::Reach,
+}
+
+/// (day, variant, kind, exact set, sketch when there is no exact set), as stored.
+type ReachRow = (i64, String, String, Option<Vec<i64>>, Option<BitVec>);
+
+/// The reach of `campaign` on `days`. A sketch is read only where the exact set is gone: a small day's
+/// is never needed, its set says more.
+pub async fn campaign_reach(
+    db: &PgPool,
+    campaign: i64,
+    days: RangeInclusive<i64>,
+) -> DbResult<Vec<DayReach>> {
+    let rows: Vec<ReachRow> = sqlx::query_as(
+        "SELECT day, variant, kind, exact, CASE WHEN exact IS NULL THEN sketch END FROM event_reach
+         WHERE campaign_id = $1 AND day BETWEEN $2 AND $3",
+    )
+    .bind(campaign)
+    .bind(days.start())
+    .bind(days.end())
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(day, variant, kind, exact, sketch)| DayReach {
+            day,
+            variant,
+            kind,
+            reach: reach::Reach::stored(
+                exact.map(|hashes| hashes.into_iter().map(|hash| hash as u64)),
+                // The table's CHECK keeps every sketch at the layout's length.
+                sketch.and_then(|bits| Sketch::from_bytes(bits.to_bytes())),
+            ),
+        })
+        .collect())
 }
 
 /// One customer's impressions of a campaign: (customer, lifetime, last impression in unix seconds,

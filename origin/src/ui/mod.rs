@@ -15,6 +15,7 @@ pub mod settings;
 pub mod signin;
 pub mod simulator;
 pub mod stats;
+pub mod upload;
 
 use askama::Template;
 use axum::extract::Request;

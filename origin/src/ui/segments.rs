@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::upload::{refused, Refused};
 use super::{render, Chrome, PageResult};
 use crate::admin::segments::{remove, replace_members};
 use crate::db::campaigns;
@@ -52,6 +53,23 @@ struct SegmentsTable {
     c: Chrome,
     rows: Vec<Row>,
     list: Paged<()>,
+}
+
+/// The table's pager links, on the page and on the table alone.
+fn page_link(page: i64) -> String {
+    format!("/ui/segments?page={page}")
+}
+
+impl SegmentsPage {
+    fn page_link(&self, page: i64) -> String {
+        page_link(page)
+    }
+}
+
+impl SegmentsTable {
+    fn page_link(&self, page: i64) -> String {
+        page_link(page)
+    }
 }
 
 async fn rows(state: &AppState, page: Option<String>) -> Result<(Vec<Row>, Paged<()>), Refusal> {
@@ -95,9 +113,9 @@ pub async fn table(
 #[template(path = "ui/segments_result.html")]
 struct UploadResultFragment {
     c: Chrome,
+    /// (name, members, version, lines accepted).
     ok: Option<(String, i64, i64, u64)>,
-    message: Option<String>,
-    lines: Vec<String>,
+    refused: Option<Refused>,
 }
 
 /// `POST /ui/segments/{name}/upload`: the body is the file. Answers a fragment for the page's script.
@@ -111,49 +129,21 @@ pub async fn upload(
     let c = Chrome::new(&signed_in, "/ui/segments");
     let outcome = replace_members(&state, &signed_in.person.actor(), &name, &headers, body).await;
     let (status, fragment) = match outcome {
-        Ok(result) => (
-            StatusCode::OK,
-            UploadResultFragment {
-                ok: Some((
-                    result.segment.name,
-                    result.segment.member_count,
-                    result.segment.version,
-                    result.lines_accepted,
-                )),
-                message: None,
-                lines: Vec::new(),
-                c,
-            },
-        ),
+        Ok(result) => {
+            let segment = result.segment;
+            let ok = Some((segment.name, segment.member_count, segment.version, result.lines_accepted));
+            (StatusCode::OK, UploadResultFragment { c, ok, refused: None })
+        }
         Err(error) => {
-            let status = error.status();
-            let (message, lines) = match error {
-                ApiError::Invalid(fields) if fields.iter().any(|f| f.field.starts_with("line ")) => (
-                    c.t1("segments.bad_lines", fields.len()),
-                    fields.iter().take(20).map(|f| format!("{}: {}", f.field, f.message)).collect(),
-                ),
+            let refused = refused(&c, error, "segments.bad_lines", |error| match error {
                 ApiError::Invalid(fields) if fields.iter().any(|f| f.field == "name") => {
-                    (c.t("segments.bad_name"), Vec::new())
+                    Ok((c.t("segments.bad_name"), Vec::new()))
                 }
-                ApiError::Invalid(_) => (c.t("segments.empty_file"), Vec::new()),
-                ApiError::PayloadTooLarge(limit) => {
-                    (c.t1("segments.too_large", limit / (1 << 20)), Vec::new())
-                }
-                ApiError::Conflict(_) => (c.t("segments.busy"), Vec::new()),
-                ApiError::Unavailable => (c.t("error.unavailable"), Vec::new()),
-                other => {
-                    let refusal = Refusal::from(other);
-                    (
-                        c.t(if refusal == Refusal::Internal {
-                            "error.internal"
-                        } else {
-                            "error.bad_request.title"
-                        }),
-                        Vec::new(),
-                    )
-                }
-            };
-            (status, UploadResultFragment { c, ok: None, message: Some(message), lines })
+                ApiError::Invalid(_) => Ok((c.t("segments.empty_file"), Vec::new())),
+                ApiError::Conflict(_) => Ok((c.t("segments.busy"), Vec::new())),
+                other => Err(other),
+            });
+            (refused.status, UploadResultFragment { c, ok: None, refused: Some(refused) })
         }
     };
     let mut response = render(&fragment);

@@ -71,7 +71,12 @@ struct CampaignsPage {
     notice: Option<String>,
 }
 
-async fn table(state: &AppState, signed_in: &SignedIn) -> Result<CampaignsTable, ApiError> {
+/// The layout of these pages, built once per request.
+fn chrome(signed_in: &SignedIn) -> Chrome {
+    Chrome::new(signed_in, "/ui/messaging")
+}
+
+async fn table(state: &AppState, c: Chrome) -> Result<CampaignsTable, ApiError> {
     let as_of = message_campaigns::newest_id(&state.db).await?;
     let (items, _) = message_campaigns::list(&state.db, as_of, None, None, SHOWN, 0).await?;
     let ids: Vec<i64> = items.iter().map(|c| c.id).collect();
@@ -80,20 +85,19 @@ async fn table(state: &AppState, signed_in: &SignedIn) -> Result<CampaignsTable,
         .into_iter()
         .map(|campaign| Row { stats: stats.remove(&campaign.id).unwrap_or_default(), campaign })
         .collect();
-    Ok(CampaignsTable { c: Chrome::new(signed_in, "/ui/messaging"), rows })
+    Ok(CampaignsTable { c, rows })
 }
 
 async fn page(
     state: &AppState,
-    signed_in: &SignedIn,
+    c: Chrome,
     form: CreateForm,
     notice: Option<String>,
     problem: Option<String>,
 ) -> Result<CampaignsPage, ApiError> {
-    let c = Chrome::new(signed_in, "/ui/messaging");
     Ok(CampaignsPage {
         tabs: tabs(&c, "/ui/messaging"),
-        table: table(state, signed_in).await?,
+        table: table(state, c.clone()).await?,
         c,
         form,
         problem,
@@ -105,11 +109,10 @@ async fn page(
 /// error page.
 async fn answer(
     state: &AppState,
-    signed_in: &SignedIn,
+    c: Chrome,
     form: CreateForm,
     outcome: Result<String, ApiError>,
 ) -> PageResult {
-    let c = Chrome::new(signed_in, "/ui/messaging");
     let (status, notice, problem) = match outcome {
         Ok(notice) => (StatusCode::OK, Some(notice), None),
         Err(error) => match problem_text(&c, &error) {
@@ -117,14 +120,14 @@ async fn answer(
             None => return Err(error.into()),
         },
     };
-    let mut response = render(&page(state, signed_in, form, notice, problem).await?);
+    let mut response = render(&page(state, c, form, notice, problem).await?);
     *response.status_mut() = status;
     Ok(response)
 }
 
 /// `GET /ui/messaging`.
 pub async fn show(State(state): State<AppState>, SignedInViewer(signed_in): SignedInViewer) -> PageResult {
-    Ok(render(&page(&state, &signed_in, CreateForm::default(), None, None).await?))
+    Ok(render(&page(&state, chrome(&signed_in), CreateForm::default(), None, None).await?))
 }
 
 /// `GET /ui/messaging/table`: the campaigns table alone, which reloads itself while messages are in flight.
@@ -132,7 +135,7 @@ pub async fn show_table(
     State(state): State<AppState>,
     SignedInViewer(signed_in): SignedInViewer,
 ) -> PageResult {
-    Ok(render(&table(&state, &signed_in).await?))
+    Ok(render(&table(&state, chrome(&signed_in)).await?))
 }
 
 /// The create form's fields, kept to fill the form again after a refusal.
@@ -163,7 +166,7 @@ pub async fn create(
     };
     match create_campaign(&state, &signed_in.person.actor(), &new).await {
         Ok(_) => Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/messaging")]).into_response()),
-        Err(error) => answer(&state, &signed_in, form, Err(error)).await,
+        Err(error) => answer(&state, chrome(&signed_in), form, Err(error)).await,
     }
 }
 
@@ -210,14 +213,14 @@ pub async fn send(
     Path(id): Path<i64>,
     Form(form): Form<SendForm>,
 ) -> PageResult {
-    let c = Chrome::new(&signed_in, "/ui/messaging");
+    let c = chrome(&signed_in);
     let outcome = match form.request() {
         Ok(request) => send_to(&state, &signed_in.person.actor(), id, request)
             .await
             .map(|queued| c.t1("messaging.queued", queued.messages_queued)),
         Err(error) => Err(error),
     };
-    answer(&state, &signed_in, CreateForm::default(), outcome).await
+    answer(&state, c, CreateForm::default(), outcome).await
 }
 
 /// The sample under the template field.
@@ -246,7 +249,7 @@ pub async fn sample(
     SignedInViewer(signed_in): SignedInViewer,
     Form(form): Form<CreateForm>,
 ) -> Result<Response, Refusal> {
-    let c = Chrome::new(&signed_in, "/ui/messaging");
+    let c = chrome(&signed_in);
     let sample = if form.base_template.trim().is_empty() {
         Sample::Nothing
     } else {

@@ -17,10 +17,8 @@ use crate::http::session::{Refusal, SignedIn, SignedInEditor, SignedInViewer};
 use crate::http::{ApiError, Query};
 use crate::messaging::customers::{import_csv, ImportResult};
 use crate::state::AppState;
+use crate::ui::upload::{refused, Refused};
 use crate::ui::{render, Chrome, PageResult};
-
-/// Row errors an import's answer lists; the count says how many there were in all.
-const LISTED_ROW_ERRORS: usize = 20;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -46,6 +44,12 @@ struct CustomersPage {
     tabs: Vec<Tab>,
     table: CustomersTable,
     max_bytes: u64,
+}
+
+impl CustomersTable {
+    fn page_link(&self, page: i64) -> String {
+        format!("/ui/messaging/customers?page={page}")
+    }
 }
 
 async fn table(state: &AppState, signed_in: &SignedIn, query: ListQuery) -> Result<CustomersTable, Refusal> {
@@ -100,9 +104,7 @@ pub async fn show_table(
 struct ImportResultFragment {
     c: Chrome,
     ok: Option<ImportResult>,
-    message: Option<String>,
-    /// `line N: what is wrong`, the first [`LISTED_ROW_ERRORS`].
-    lines: Vec<String>,
+    refused: Option<Refused>,
 }
 
 /// `POST /ui/messaging/customers/import`: the body is the CSV. Answers a fragment for the page's script.
@@ -114,40 +116,17 @@ pub async fn import(
 ) -> Response {
     let c = Chrome::new(&signed_in, "/ui/messaging");
     let (status, fragment) = match import_csv(&state, &signed_in.person.actor(), &headers, body).await {
-        Ok(result) => {
-            (StatusCode::OK, ImportResultFragment { c, ok: Some(result), message: None, lines: Vec::new() })
-        }
+        Ok(result) => (StatusCode::OK, ImportResultFragment { c, ok: Some(result), refused: None }),
         Err(error) => {
-            let status = error.status();
-            let (message, lines) = match error {
-                ApiError::Invalid(fields) if fields.iter().any(|f| f.field.starts_with("line ")) => (
-                    c.t1("customers.bad_lines", fields.len()),
-                    fields
-                        .iter()
-                        .take(LISTED_ROW_ERRORS)
-                        .map(|f| format!("{}: {}", f.field, f.message))
-                        .collect(),
-                ),
+            let refused = refused(&c, error, "customers.bad_lines", |error| match error {
                 ApiError::Invalid(fields) if fields.iter().any(|f| f.field == "header") => {
-                    (c.t("customers.bad_header"), fields.iter().map(|f| f.message.clone()).collect())
+                    Ok((c.t("customers.bad_header"), fields.iter().map(|f| f.message.clone()).collect()))
                 }
-                ApiError::Invalid(_) => (c.t("customers.empty_file"), Vec::new()),
-                ApiError::Conflict(detail) => (c.t1("customers.conflict", detail), Vec::new()),
-                ApiError::PayloadTooLarge(limit) => {
-                    (c.t1("segments.too_large", limit / (1 << 20)), Vec::new())
-                }
-                ApiError::Unavailable => (c.t("error.unavailable"), Vec::new()),
-                other => {
-                    let refusal = Refusal::from(other);
-                    let key = if refusal == Refusal::Internal {
-                        "error.internal"
-                    } else {
-                        "error.bad_request.title"
-                    };
-                    (c.t(key), Vec::new())
-                }
-            };
-            (status, ImportResultFragment { c, ok: None, message: Some(message), lines })
+                ApiError::Invalid(_) => Ok((c.t("customers.empty_file"), Vec::new())),
+                ApiError::Conflict(detail) => Ok((c.t1("customers.conflict", detail), Vec::new())),
+                other => Err(other),
+            });
+            (refused.status, ImportResultFragment { c, ok: None, refused: Some(refused) })
         }
     };
     let mut response = render(&fragment);

@@ -14,21 +14,18 @@ use sqlx::PgPool;
 
 use super::DbResult;
 
-/// Stores `records` (sorted by id, see the ingest module docs) in one statement, with the daily counts of
-/// the new ones and the customers of all of them (adding a customer twice changes nothing). Returns how
+/// Stores `records` (sorted by id, see the ingest module docs) with the daily counts of the new ones and
+/// the customers of all of them (adding a customer twice changes nothing), in one transaction. Returns how
 /// many were new, and the campaigns among those counted whose impressions reached their budget, with the
 /// budget.
+///
+/// Three statements, in this order in every worker: the events with their campaign totals, then the daily
+/// counts, then the reach. The last two update rows every worker shares (a busy campaign's day), so they
+/// come last, each in key order: a worker holds those rows only from then to its commit, not while it
+/// inserts its thousands of events, and workers never wait for each other in a circle.
 pub async fn store(db: &PgPool, keys: &KeySpace, records: &[&Record]) -> DbResult<(i64, Vec<i64>, Vec<i64>)> {
-    let reached = reach::of_records(records.iter().copied(), keys);
-    let (mut members, mut hashes) = (Vec::new(), Vec::new());
-    for (n, customers) in reached.values().enumerate() {
-        // Beyond the limit the day keeps only its sketch: no exact set is sent, and none is kept.
-        if customers.len() <= reach::EXACT_LIMIT {
-            members.extend(std::iter::repeat_n(n as i64 + 1, customers.len()));
-            hashes.extend(customers.iter().map(|&hash| hash as i64));
-        }
-    }
-    Ok(sqlx::query_as(STORE)
+    let mut tx = db.begin().await?;
+    let stored: StoredBatch = sqlx::query_as(STORE)
         .bind(records.iter().map(|r| r.served.seconds()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
@@ -37,20 +34,65 @@ pub async fn store(db: &PgPool, keys: &KeySpace, records: &[&Record]) -> DbResul
         .bind(records.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.at.seconds()).collect::<Vec<_>>())
         .bind(day_offset_seconds(keys))
-        .bind(reached.keys().map(|key| key.campaign.0 as i64).collect::<Vec<_>>())
-        .bind(reached.keys().map(|key| key.day).collect::<Vec<_>>())
-        .bind(reached.keys().map(|key| key.variant).collect::<Vec<_>>())
-        .bind(reached.keys().map(|key| key.kind).collect::<Vec<_>>())
-        .bind(
-            reached
-                .values()
-                .map(|customers| BitVec::from_bytes(Sketch::of_hashes(customers).as_bytes()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(members)
-        .bind(hashes)
-        .fetch_one(db)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !stored.campaigns.is_empty() {
+        sqlx::query(ADD_DAYS)
+            .bind(&stored.campaigns)
+            .bind(&stored.days)
+            .bind(&stored.variants)
+            .bind(&stored.impressions)
+            .bind(&stored.clicks)
+            .bind(&stored.dismissals)
+            .bind(&stored.conversions)
+            .bind(&stored.holdouts)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let reached = reach::of_records(records.iter().copied(), keys);
+    if !reached.is_empty() {
+        let (mut members, mut hashes) = (Vec::new(), Vec::new());
+        for (n, customers) in reached.values().enumerate() {
+            // Beyond the limit the day keeps only its sketch: no exact set is sent, and none is kept.
+            if customers.len() <= reach::EXACT_LIMIT {
+                members.extend(std::iter::repeat_n(n as i64 + 1, customers.len()));
+                hashes.extend(customers.iter().map(|&hash| hash as i64));
+            }
+        }
+        let sketches: Vec<BitVec> = reached
+            .values()
+            .map(|customers| BitVec::from_bytes(Sketch::of_hashes(customers).as_bytes()))
+            .collect();
+        sqlx::query(ADD_REACH)
+            .bind(reached.keys().map(|key| key.campaign.0 as i64).collect::<Vec<_>>())
+            .bind(reached.keys().map(|key| key.day).collect::<Vec<_>>())
+            .bind(reached.keys().map(|key| key.variant).collect::<Vec<_>>())
+            .bind(reached.keys().map(|key| key.kind).collect::<Vec<_>>())
+            .bind(sketches)
+            .bind(members)
+            .bind(hashes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((stored.new, stored.exhausted, stored.budgets))
+}
+
+/// What [`STORE`] answers: how many events were new, the exhausted campaigns and their budgets, and the
+/// new events' counts per (campaign, day, variant), as columns.
+#[derive(sqlx::FromRow)]
+struct StoredBatch {
+    new: i64,
+    exhausted: Vec<i64>,
+    budgets: Vec<i64>,
+    campaigns: Vec<i64>,
+    days: Vec<i64>,
+    variants: Vec<String>,
+    impressions: Vec<i64>,
+    clicks: Vec<i64>,
+    dismissals: Vec<i64>,
+    conversions: Vec<i64>,
+    holdouts: Vec<i64>,
 }
 
 /// Seconds from UTC midnight to the deployment's midnight: a day number is `floor((epoch + this) / 86400)`.
@@ -58,10 +100,9 @@ fn day_offset_seconds(keys: &KeySpace) -> i32 {
     -keys.day_start(0).seconds() as i32
 }
 
-/// Stores a batch, counts its new events (impressions per campaign, and per campaign, day and variant) and
-/// adds its customers to their days' reach, in one statement. The upserts take their rows in key order, the
-/// same in every worker. Returns how many events were new, and the campaigns among those counted whose
-/// impressions reached their budget.
+/// Stores a batch and counts its new impressions per campaign; answers how many events were new, the
+/// campaigns among those counted whose impressions reached their budget, and the new events' counts per
+/// campaign, day and variant (for [`ADD_DAYS`]).
 const STORE: &str = "
 WITH inserted AS (
     INSERT INTO events (served_at, event_id, kind, user_id, campaign_id, variant, at)
@@ -75,46 +116,61 @@ WITH inserted AS (
     SELECT campaign_id, count(*) FROM inserted WHERE kind = 'impression' GROUP BY campaign_id ORDER BY campaign_id
     ON CONFLICT (campaign_id) DO UPDATE SET impressions = campaign_totals.impressions + excluded.impressions
     RETURNING campaign_id, impressions
-), daily AS (
-    INSERT INTO event_days (campaign_id, day, variant, impressions, clicks, dismissals, conversions, holdout_events)
-    SELECT campaign_id, floor((extract(epoch FROM at) + $8) / 86400)::bigint, variant,
-           count(*) FILTER (WHERE kind = 'impression'),
-           count(*) FILTER (WHERE kind = 'click'),
-           count(*) FILTER (WHERE kind = 'dismiss'),
-           count(*) FILTER (WHERE kind = 'conversion'),
-           count(*) FILTER (WHERE kind = 'holdout')
-    FROM inserted
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3
-    ON CONFLICT (campaign_id, day, variant) DO UPDATE SET
-        impressions = event_days.impressions + excluded.impressions,
-        clicks = event_days.clicks + excluded.clicks,
-        dismissals = event_days.dismissals + excluded.dismissals,
-        conversions = event_days.conversions + excluded.conversions,
-        holdout_events = event_days.holdout_events + excluded.holdout_events
-), reached AS (
-    INSERT INTO event_reach (campaign_id, day, variant, kind, exact, sketch)
-    SELECT day_key.campaign_id, day_key.day, day_key.variant, day_key.kind, members.exact, day_key.sketch
-    FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::varbit[]) WITH ORDINALITY
-        AS day_key (campaign_id, day, variant, kind, sketch, n)
-    LEFT JOIN (
-        SELECT n, array_agg(hash ORDER BY hash) AS exact FROM unnest($14::bigint[], $15::bigint[]) AS member (n, hash)
-        GROUP BY n
-    ) AS members USING (n)
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (campaign_id, day, variant, kind) DO UPDATE SET
-        exact = reach_union(event_reach.exact, excluded.exact),
-        sketch = event_reach.sketch | excluded.sketch
-)
-SELECT
-    (SELECT count(*) FROM inserted),
-    COALESCE(array_agg(exhausted.campaign_id), '{}'),
-    COALESCE(array_agg(exhausted.budget), '{}')
-FROM (
+), exhausted AS (
     SELECT counted.campaign_id, (campaigns.spec ->> 'budget')::bigint AS budget
     FROM counted JOIN campaigns ON campaigns.id = counted.campaign_id
     WHERE (campaigns.spec ->> 'budget')::bigint <= counted.impressions
-) AS exhausted";
+), daily AS (
+    SELECT campaign_id, floor((extract(epoch FROM at) + $8) / 86400)::bigint AS day, variant,
+           count(*) FILTER (WHERE kind = 'impression') AS impressions,
+           count(*) FILTER (WHERE kind = 'click') AS clicks,
+           count(*) FILTER (WHERE kind = 'dismiss') AS dismissals,
+           count(*) FILTER (WHERE kind = 'conversion') AS conversions,
+           count(*) FILTER (WHERE kind = 'holdout') AS holdouts
+    FROM inserted
+    GROUP BY 1, 2, 3
+)
+SELECT
+    (SELECT count(*) FROM inserted) AS new,
+    (SELECT COALESCE(array_agg(campaign_id ORDER BY campaign_id), '{}') FROM exhausted) AS exhausted,
+    (SELECT COALESCE(array_agg(budget ORDER BY campaign_id), '{}') FROM exhausted) AS budgets,
+    COALESCE(array_agg(campaign_id), '{}') AS campaigns,
+    COALESCE(array_agg(day), '{}') AS days,
+    COALESCE(array_agg(variant), '{}') AS variants,
+    COALESCE(array_agg(impressions), '{}') AS impressions,
+    COALESCE(array_agg(clicks), '{}') AS clicks,
+    COALESCE(array_agg(dismissals), '{}') AS dismissals,
+    COALESCE(array_agg(conversions), '{}') AS conversions,
+    COALESCE(array_agg(holdouts), '{}') AS holdouts
+FROM daily";
+
+/// Adds a batch's new events to their days' counts, taking the rows in key order.
+const ADD_DAYS: &str = "
+INSERT INTO event_days (campaign_id, day, variant, impressions, clicks, dismissals, conversions, holdout_events)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+ORDER BY 1, 2, 3
+ON CONFLICT (campaign_id, day, variant) DO UPDATE SET
+    impressions = event_days.impressions + excluded.impressions,
+    clicks = event_days.clicks + excluded.clicks,
+    dismissals = event_days.dismissals + excluded.dismissals,
+    conversions = event_days.conversions + excluded.conversions,
+    holdout_events = event_days.holdout_events + excluded.holdout_events";
+
+/// Adds a batch's customers to their days' reach (`$6`, `$7`: each day key's position and its customers'
+/// hashes, for the keys that keep an exact set), taking the rows in key order.
+const ADD_REACH: &str = "
+INSERT INTO event_reach (campaign_id, day, variant, kind, exact, sketch)
+SELECT day_key.campaign_id, day_key.day, day_key.variant, day_key.kind, members.exact, day_key.sketch
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::varbit[]) WITH ORDINALITY
+    AS day_key (campaign_id, day, variant, kind, sketch, n)
+LEFT JOIN (
+    SELECT n, array_agg(hash ORDER BY hash) AS exact FROM unnest($6::bigint[], $7::bigint[]) AS member (n, hash)
+    GROUP BY n
+) AS members USING (n)
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (campaign_id, day, variant, kind) DO UPDATE SET
+    exact = reach_union(event_reach.exact, excluded.exact),
+    sketch = event_reach.sketch | excluded.sketch";
 
 /// Rebuilds the daily counts and reach from the stored events when they were built with another day offset
 /// than `keys`' or never (the first start after migration 0005). Returns whether it rebuilt them.

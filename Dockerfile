@@ -36,8 +36,9 @@ USER 10001:10001
 EXPOSE 8080 8079
 # Liveness (/healthz), not readiness (/readyz): a role rides out a Postgres or Redis outage by itself
 # (503s, then reconnecting), and restarting it would not bring either back. For the gateway set
-# POPUP_HEALTHCHECK_URL=http://127.0.0.1:8079/healthz; `ingest` and `messenger` listen on no port (turn
-# the check off for them, as compose.yaml does).
+# POPUP_HEALTHCHECK_URL=http://127.0.0.1:8079/healthz; `ingest` and `messenger` answer no request but
+# /metrics (turn the check off for them, as compose.yaml does). /metrics stays on the container's loopback
+# (POPUP_OPS_ADDR) unless the operator sets it to an interface a Prometheus can reach.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["popup-origin", "healthcheck"]
 # Secrets (DATABASE_URL, REDIS_URL, POPUP_TOKEN_SECRET, POPUP_GATEWAY_TOKEN, ...) come from the
 # environment at run time, never from the image.

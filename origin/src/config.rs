@@ -22,6 +22,10 @@ pub struct Config {
     #[arg(long, env = "POPUP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Where `/metrics` is served: off the public port, on loopback unless set otherwise (port 0 picks one).
+    #[arg(long = "ops-listen", env = "POPUP_OPS_ADDR", default_value = "127.0.0.1:9464")]
+    pub ops_listen: SocketAddr,
+
     /// Prefix of every Redis key; the edge must use the same one.
     #[arg(long, env = "POPUP_KEY_PREFIX", default_value = defaults::KEY_PREFIX)]
     pub key_prefix: String,

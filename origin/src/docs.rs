@@ -65,7 +65,7 @@ pub const OUTSIDE_THE_SPEC: &[&str] = &["/openapi.json", "/docs", "/ui", "/"];
         (name = "customers", description = "The people SMS and WhatsApp messages go to."),
         (name = "message-campaigns", description = "Outbound SMS and WhatsApp campaigns."),
         (name = "messages", description = "Messages that failed for good, and putting them back in line."),
-        (name = "ops", description = "Liveness, readiness and metrics."),
+        (name = "ops", description = "Liveness and readiness (metrics are served on the operations address, `POPUP_OPS_ADDR`)."),
     )
 )]
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl Modify for BearerKey {
 }
 
 /// Routes that touch neither Postgres nor Redis, so cannot answer 503.
-const STORELESS: &[&str] = &["/healthz", "/metrics"];
+const STORELESS: &[&str] = &["/healthz"];
 
 /// Adds the answers every route shares (see the module docs) to each operation that lacks them.
 pub fn complete(openapi: &mut OpenApi) {

@@ -56,7 +56,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .nest("/admin/v1", admin::router())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
 }
 
 /// The OpenAPI document of [`api`], with the answers every route shares.
@@ -100,6 +99,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = start(&config).await?;
     let stop_signal = shutdown::signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopped_ops = stopped.clone();
     let reconciler =
         tokio::spawn(projection::run_reconciler(state.clone(), config.reconcile_interval(), stopped.clone()));
     let ingest = tokio::spawn(ingest::run_workers(
@@ -109,6 +109,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ingest::IngestSettings::from_config(&config),
         stopped,
     ));
+    let (_, ops) = ops::listen(config.ops_listen, stopped_ops).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "origin listening");
     // The peer's address reaches handlers: the dashboard's sign-in is throttled per address.
@@ -117,6 +118,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = stop.send(true);
     reconciler.await?;
     ingest.await?;
+    ops.await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -126,6 +128,7 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     let state = start(&config).await?;
     let stop_signal = shutdown::signal();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (_, ops) = ops::listen(config.ops_listen, stopped.clone()).await?;
     let workers = ingest::run_workers(
         state,
         config.redis_url.expose_secret().to_string(),
@@ -137,8 +140,19 @@ pub async fn ingest_only(config: Config) -> anyhow::Result<()> {
     stop_signal.await;
     let _ = stop.send(true);
     workers.await?;
+    ops.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `popup-origin messenger`: the message worker, with its metrics on the operations listener.
+pub async fn messenger(config: messaging::messenger::MessengerConfig) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (_, ops) = ops::listen(config.ops_listen, stopped).await?;
+    let outcome = messaging::messenger::run(config).await;
+    let _ = stop.send(true);
+    ops.await?;
+    outcome
 }
 
 /// `popup-origin person add`: creates a dashboard account (the first admin, on a new deployment), audited

@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => popup_origin::serve(*config).await,
         Command::Ingest(config) => popup_origin::ingest_only(*config).await,
         Command::Gateway(config) => popup_origin::gateway::serve(*config).await,
-        Command::Messenger(config) => popup_origin::messaging::messenger::run(*config).await,
+        Command::Messenger(config) => popup_origin::messenger(*config).await,
         Command::Migrate { database_url } => {
             let db = sqlx::PgPool::connect(&database_url).await?;
             popup_origin::MIGRATOR.run(&db).await?;

@@ -1,14 +1,20 @@
-//! Operations endpoints: liveness, readiness (Postgres and Redis reachable), Prometheus metrics, and the
-//! request metrics middleware.
+//! Operations endpoints: liveness and readiness (Postgres and Redis reachable) on the public port, for load
+//! balancers and the container's health check; Prometheus metrics on a listener of their own
+//! (`POPUP_OPS_ADDR`, loopback by default), so that counters naming routes and outcomes are never served to
+//! the internet; and the request metrics middleware.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -50,21 +56,43 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(Readiness { postgres, redis })).into_response()
 }
 
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "ops",
-    summary = "Prometheus metrics",
-    responses(
-        (status = 200, description = "The Prometheus text format.", body = String, content_type = "text/plain"),
-        (status = 404, description = "No metrics recorder in this process.", body = ErrorResponse),
-    )
-)]
+/// `GET /metrics` on the operations listener: the Prometheus text format.
 pub async fn metrics() -> Response {
     match metrics_handle() {
         Some(handle) => handle.render().into_response(),
         None => ApiError::NotFound("metrics recorder").into_response(),
     }
+}
+
+/// The operations listener's routes: `/metrics`, and `/healthz` for a probe of this port.
+pub fn router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::NotFound("route") })
+}
+
+/// Serves [`router`] on `address` until `stopped` turns true; returns the address bound (port 0 picks a
+/// free one) and the task serving it.
+pub async fn listen(
+    address: SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    metrics_handle();
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for operations (POPUP_OPS_ADDR) on {address}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "metrics served here (POPUP_OPS_ADDR)");
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        if let Err(error) = axum::serve(listener, router()).with_graceful_shutdown(stop).await {
+            tracing::error!(%error, "the operations listener failed");
+        }
+    });
+    Ok((bound, task))
 }
 
 /// Counts requests by route and status, and records their latency by route.

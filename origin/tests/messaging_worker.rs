@@ -117,10 +117,17 @@ async fn fake_twilio() -> (String, Shared) {
     (format!("http://{address}"), fake)
 }
 
-fn messenger(database_url: &str, twilio: &str) -> Child {
+/// A port free at the time of asking.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A messenger; its metrics on `ops_port`.
+fn messenger(database_url: &str, twilio: &str, ops_port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_popup-origin"))
         .arg("messenger")
         .env("RUST_LOG", "warn")
+        .env("POPUP_OPS_ADDR", format!("127.0.0.1:{ops_port}"))
         .env("DATABASE_URL", database_url)
         .env("POPUP_MESSAGING_PROVIDER", "twilio")
         .env("POPUP_MESSAGING_TWILIO_BASE_URL", twilio)
@@ -204,7 +211,7 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice(db: PgPool) {
     let (twilio, fake) = fake_twilio().await;
     let url = database_url(&db);
 
-    let mut first = messenger(&url, &twilio);
+    let mut first = messenger(&url, &twilio, free_port());
     // Kill it while the fake holds requests it has accepted but not answered: the crash window.
     wait_for("a third of the messages accepted, with sends in flight", Duration::from_secs(60), || {
         let fake = fake.lock().unwrap();
@@ -216,12 +223,25 @@ async fn a_killed_worker_loses_nothing_and_sends_nothing_twice(db: PgPool) {
     let stranded = count(&db, "sending").await;
     assert!(stranded > 0, "messages were in flight when the worker died");
 
-    let mut second = messenger(&url, &twilio);
+    let ops_port = free_port();
+    let mut second = messenger(&url, &twilio, ops_port);
     let deadline = Instant::now() + Duration::from_secs(90);
     while count(&db, "pending").await + count(&db, "sending").await > 0 {
         assert!(Instant::now() < deadline, "messages left unfinished after the restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The second worker's own deliveries, on its operations address.
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{ops_port}/metrics")).await.unwrap().text().await.unwrap();
+    let sent_by_second: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("popup_message_attempts_total{channel=\"sms\",outcome=\"sent\"} "))
+        .unwrap_or_else(|| panic!("no sent attempts in {metrics}"))
+        .parse()
+        .unwrap();
+    let sent_now = count(&db, "sent").await as f64;
+    assert!(sent_by_second > 0.0 && sent_by_second <= sent_now, "{sent_by_second} of {sent_now}: {metrics}");
+    assert!(metrics.contains("popup_messages_in_flight 0"), "{metrics}");
     sigterm(&second);
     assert!(wait_for_exit(&mut second, Duration::from_secs(15)).await.success());
 
@@ -271,7 +291,7 @@ async fn sigterm_drains_the_sends_in_flight_and_exits(db: PgPool) {
     let app = TestApp::new(db.clone()).await;
     queue_messages(&app, 400).await;
     let (twilio, fake) = fake_twilio().await;
-    let mut worker = messenger(&database_url(&db), &twilio);
+    let mut worker = messenger(&database_url(&db), &twilio, free_port());
     wait_for("sends in flight", Duration::from_secs(60), || {
         let fake = fake.lock().unwrap();
         fake.accepted.len() >= 50 && fake.in_progress > 0

@@ -374,11 +374,12 @@ async fn ingest_resumes_by_itself_after_redis_restarts_and_budgets_still_hold(db
     const BUDGET: usize = 120;
     const BATCH: usize = 25;
     let mut redis = OwnRedis::start().await;
-    let port = free_port();
+    let (port, ops_port) = (free_port(), free_port());
     let env = [
         ("DATABASE_URL", common::database_url(&db)),
         ("REDIS_URL", redis.url()),
         ("POPUP_LISTEN", format!("127.0.0.1:{port}")),
+        ("POPUP_OPS_ADDR", format!("127.0.0.1:{ops_port}")),
         ("POPUP_KEY_PREFIX", "restart".to_string()),
         ("POPUP_TOKEN_SECRET", common::TOKEN_SECRET.to_string()),
         ("POPUP_BOOTSTRAP_ADMIN_KEY", common::ADMIN_KEY.to_string()),
@@ -513,7 +514,11 @@ async fn ingest_resumes_by_itself_after_redis_restarts_and_budgets_still_hold(db
             .unwrap();
     assert_eq!(impressions as usize, seen.served_budgeted);
 
-    let metrics = http.get(format!("{}/metrics", origin.base)).send().await.unwrap().text().await.unwrap();
+    // Metrics are served on the operations address, not next to the public API.
+    let public = http.get(format!("{}/metrics", origin.base)).send().await.unwrap().status();
+    assert_eq!(public, reqwest::StatusCode::NOT_FOUND);
+    let metrics =
+        http.get(format!("http://127.0.0.1:{ops_port}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metric(&metrics, "popup_redis_reconnects_total", "ingest") >= Some(1.0), "{metrics}");
     assert!(metric(&metrics, "popup_redis_reconnects_total", "requests") >= Some(1.0), "{metrics}");
     assert_eq!(metric(&metrics, "popup_redis_connected", "ingest"), Some(1.0), "{metrics}");

@@ -25,6 +25,7 @@ async fn sigterm_stops_the_service_cleanly(db: PgPool) {
         .arg("serve")
         .env("DATABASE_URL", &database_url)
         .env("POPUP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("POPUP_OPS_ADDR", "127.0.0.1:0")
         .env("POPUP_KEY_PREFIX", format!("shutdown{port}"))
         .env("POPUP_TOKEN_SECRET", "a-secret-long-enough-for-the-token-signer")
         .stdout(Stdio::null())

@@ -244,8 +244,7 @@ async fn a_restart_without_persistence_heals_without_anyone_acting(db: PgPool) {
     }
     assert_eq!(app.popup_for("o-1").await, None, "and the opt-out holds");
     let _ = stop_reconciler.send(true);
-    let (_, metrics) = app.get("/metrics").await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("popup_projection_losses_total"), "{metrics}");
 }
 

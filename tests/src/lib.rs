@@ -615,6 +615,7 @@ impl Stack {
             .arg("serve")
             .env("DATABASE_URL", with_database(&server_url, &db_name))
             .env("POPUP_LISTEN", "127.0.0.1:0")
+            .env("POPUP_OPS_ADDR", "127.0.0.1:0")
             .env("POPUP_TOKEN_SECRET", &self.token_secret)
             .env("POPUP_BOOTSTRAP_ADMIN_KEY", &self.admin_key)
             // An hour: admin writes must reach Redis (and the edge) by themselves, on the next request,

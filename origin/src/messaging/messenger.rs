@@ -25,6 +25,11 @@ pub struct MessengerConfig {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
     pub database_url: SecretString,
 
+    /// Where `/metrics` is served (deliveries by channel and outcome, sends in flight): loopback unless set
+    /// otherwise; port 0 picks one.
+    #[arg(long = "ops-listen", env = "POPUP_OPS_ADDR", default_value = "127.0.0.1:9466")]
+    pub ops_listen: std::net::SocketAddr,
+
     /// Sends in flight at most.
     #[arg(long, env = "POPUP_MESSAGING_CONCURRENCY", default_value_t = 256)]
     pub concurrency: usize,

@@ -241,6 +241,7 @@ pub async fn run(
                 for message in claimed {
                     let provider = provider.clone();
                     metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+                    metrics::gauge!("popup_messages_in_flight").increment(1.0);
                     in_flight.spawn(async move {
                         let result = provider.send(&message.outbound).await;
                         (message, result)
@@ -286,6 +287,7 @@ fn finish(
     outcomes: &mpsc::UnboundedSender<Recorded>,
 ) {
     metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    metrics::gauge!("popup_messages_in_flight").decrement(1.0);
     let (claimed, result) = match done {
         Ok(done) => done,
         // A send task that panicked leaves its message to the lease: it is taken over later.
@@ -296,12 +298,16 @@ fn finish(
     };
     let attempt = claimed.outbound.attempt;
     let next = decide(attempt, result, options, unit_random());
-    let counter = match &next {
-        Next::Sent { .. } => &metrics.sent,
-        Next::Retry { .. } => &metrics.retried,
-        Next::Failed { .. } => &metrics.failed,
+    let (counter, outcome) = match &next {
+        Next::Sent { .. } => (&metrics.sent, "sent"),
+        Next::Retry { .. } => (&metrics.retried, "retried"),
+        Next::Failed { .. } => (&metrics.failed, "failed"),
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    // What the messenger's `/metrics` shows (on POPUP_OPS_ADDR): attempts by channel and outcome.
+    let channel = claimed.outbound.channel.as_str();
+    metrics::counter!("popup_message_attempts_total", "channel" => channel, "outcome" => outcome)
+        .increment(1);
     let _ = outcomes.send(Recorded { message_id: claimed.outbound.message_id, attempt, next });
 }
 

@@ -152,6 +152,14 @@ impl TestApp {
         self.call(Method::GET, uri, None, Body::empty(), "application/json").await
     }
 
+    /// What the operations listener's `/metrics` shows (it is off the public port, see `popup_origin::ops`).
+    pub async fn metrics(&self) -> String {
+        let request = Request::get("/metrics").body(Body::empty()).unwrap();
+        let response = popup_origin::ops::router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
     pub async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, uri, None, Body::from(body.to_string()), "application/json").await
     }

@@ -19,7 +19,6 @@ use tokio::sync::watch;
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::telemetry::metrics_handle;
-use popup_core::wire::ErrorResponse;
 
 #[utoipa::path(
     get,

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -76,11 +75,14 @@ pub fn router() -> Router {
 pub async fn listen(
     address: SocketAddr,
     mut stopped: watch::Receiver<bool>,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     metrics_handle();
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen for operations (POPUP_OPS_ADDR) on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot serve metrics (POPUP_OPS_ADDR) on {address}: {error}"),
+        )
+    })?;
     let bound = listener.local_addr()?;
     tracing::info!(address = %bound, "metrics served here (POPUP_OPS_ADDR)");
     let task = tokio::spawn(async move {

@@ -18,6 +18,12 @@ pub const TOKEN_TTL_SECONDS: i64 = 86_400;
 /// waits on a popup, so a resolver fails fast rather than late.
 pub const REDIS_TIMEOUT_MS: u64 = 300;
 
+/// Consecutive Redis failures (timeouts, lost connections) after which resolvers answer 503 at once.
+pub const BREAKER_FAILURES: u32 = 5;
+
+/// How long the breaker refuses before it lets one request probe Redis again, in milliseconds.
+pub const BREAKER_COOL_DOWN_MS: u64 = 3_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@
 //! - [`resolve`]: choosing the popup, with the reason every other campaign was skipped.
 //! - [`bucket`]: deterministic A/B variant assignment.
 //! - [`backoff`]: exponential backoff with jitter between attempts.
+//! - [`breaker`]: the circuit breaker that answers at once while Redis is failing, and probes it.
 //! - [`token`]: HMAC-signed impression tokens.
 //! - [`store`]: the Redis commands and replies; [`store::keys`], the key layout; [`store::resolve`] and
 //!   [`store::event`], the command plans of a resolve (with [`store::ResolveFlow`], which says when to
@@ -40,6 +41,7 @@ extern crate std;
 
 pub mod access;
 pub mod backoff;
+pub mod breaker;
 pub mod bucket;
 pub mod campaign;
 pub mod catalog;

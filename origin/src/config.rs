@@ -62,6 +62,15 @@ pub struct Config {
     #[arg(long, env = "POPUP_REDIS_TIMEOUT_MS", default_value_t = defaults::REDIS_TIMEOUT_MS)]
     pub redis_timeout_ms: u64,
 
+    /// Consecutive Redis failures of popup and event requests after which they are answered 503 at once,
+    /// without asking Redis, for a cool-down (0: never).
+    #[arg(long, env = "POPUP_REDIS_BREAKER_FAILURES", default_value_t = defaults::BREAKER_FAILURES)]
+    pub redis_breaker_failures: u32,
+
+    /// How long the breaker answers 503 at once before one request probes Redis again, in ms.
+    #[arg(long, env = "POPUP_REDIS_BREAKER_COOL_DOWN_MS", default_value_t = defaults::BREAKER_COOL_DOWN_MS)]
+    pub redis_breaker_cool_down_ms: u64,
+
     /// Ingest workers moving events from Redis into Postgres in this process (0: none, another process
     /// runs `popup-origin ingest`).
     #[arg(long, env = "POPUP_INGEST_WORKERS", default_value_t = 1)]
@@ -91,6 +100,13 @@ pub struct Config {
 impl Config {
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn redis_breaker(&self) -> popup_core::breaker::BreakerSettings {
+        popup_core::breaker::BreakerSettings {
+            failures_to_open: self.redis_breaker_failures,
+            cool_down_ms: i64::try_from(self.redis_breaker_cool_down_ms).unwrap_or(i64::MAX),
+        }
     }
 
     pub fn reconcile_interval(&self) -> Duration {

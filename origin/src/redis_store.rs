@@ -4,8 +4,11 @@
 
 pub mod link;
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use popup_core::breaker::{Admission, Breaker, BreakerSettings, BreakerState};
 use popup_core::store::{Command, Reply};
 
 pub use self::link::{Link, LinkSettings};
@@ -18,6 +21,9 @@ pub enum StoreUnavailable {
     Redis(#[from] redis::RedisError),
     #[error("redis is not connected")]
     NotConnected,
+    /// Refused without asking Redis: it failed repeatedly and the breaker is open.
+    #[error("redis failed repeatedly; retrying in {0:?}")]
+    CircuitOpen(Duration),
 }
 
 /// How often an idle connection of the store is pinged, so that a restart is noticed (and the connection
@@ -36,6 +42,10 @@ pub struct RedisStore {
     /// (`role="bulk"`).
     bulk: Link,
     timeout: Duration,
+    /// Guards the requests' connection only: bulk work waits and retries by itself.
+    breaker: Arc<Mutex<Breaker>>,
+    /// The breaker's clock.
+    started: Instant,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -46,7 +56,11 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Does not connect: the origin starts, and answers 503 on the popup API, while Redis is down.
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisStore, redis::RedisError> {
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        breaker: BreakerSettings,
+    ) -> Result<RedisStore, redis::RedisError> {
         let client = link::client(url)?;
         let settings = |role| LinkSettings {
             role,
@@ -61,7 +75,47 @@ impl RedisStore {
             requests: Link::new(client.clone(), settings("requests")),
             bulk: Link::new(client, settings("bulk")),
             timeout,
+            breaker: Arc::new(Mutex::new(Breaker::new(breaker))),
+            started: Instant::now(),
         })
+    }
+
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Runs `call` on `link`, through the breaker when it is the requests' link: refused at once while the
+    /// breaker is open, and its outcome reported. A poisoned lock (a panic while holding it) lets requests
+    /// through: the breaker only ever saves time.
+    async fn guarded<T>(
+        &self,
+        link: &Link,
+        call: impl Future<Output = Result<T, StoreUnavailable>>,
+    ) -> Result<T, StoreUnavailable> {
+        if !std::ptr::eq(link, &self.requests) {
+            return call.await;
+        }
+        let admission =
+            self.breaker.lock().map_or(Admission::Allowed, |mut breaker| breaker.admit(self.now_ms()));
+        if let Admission::Refused { retry_after_ms } = admission {
+            metrics::counter!("popup_redis_breaker_refused_total").increment(1);
+            return Err(StoreUnavailable::CircuitOpen(Duration::from_millis(retry_after_ms.max(0) as u64)));
+        }
+        let result = call.await;
+        let changed =
+            self.breaker.lock().ok().and_then(|mut breaker| breaker.record(self.now_ms(), result.is_ok()));
+        match changed {
+            Some(BreakerState::Open) => {
+                metrics::gauge!("popup_redis_breaker_open").set(1.0);
+                tracing::warn!("redis failed repeatedly: answering popup and event requests 503 at once until a probe succeeds");
+            }
+            Some(BreakerState::Closed) => {
+                metrics::gauge!("popup_redis_breaker_open").set(0.0);
+                tracing::info!("redis answered the probe: the breaker is closed");
+            }
+            None => {}
+        }
+        result
     }
 
     /// The connection for a call with `deadline`: bulk calls (longer deadlines) get their own.
@@ -101,8 +155,10 @@ impl RedisStore {
             }
             Ok::<_, StoreUnavailable>(result?)
         };
-        let values =
-            tokio::time::timeout(timeout, call).await.map_err(|_| StoreUnavailable::Timeout(timeout))??;
+        let deadline = async {
+            tokio::time::timeout(timeout, call).await.map_err(|_| StoreUnavailable::Timeout(timeout))?
+        };
+        let values = self.guarded(link, deadline).await?;
         Ok(values.into_iter().map(to_reply).collect())
     }
 
@@ -120,7 +176,10 @@ impl RedisStore {
             link.check(generation, &result);
             Ok::<_, StoreUnavailable>(result?)
         };
-        tokio::time::timeout(timeout, call).await.map_err(|_| StoreUnavailable::Timeout(timeout))?
+        let deadline = async {
+            tokio::time::timeout(timeout, call).await.map_err(|_| StoreUnavailable::Timeout(timeout))?
+        };
+        self.guarded(link, deadline).await
     }
 
     pub async fn ping(&self) -> bool {

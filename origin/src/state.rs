@@ -42,7 +42,11 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(config: &Config, db: PgPool) -> anyhow::Result<AppState> {
-        let redis = RedisStore::new(config.redis_url.expose_secret(), config.redis_timeout())?;
+        let redis = RedisStore::new(
+            config.redis_url.expose_secret(),
+            config.redis_timeout(),
+            config.redis_breaker(),
+        )?;
         let keys = KeySpace::new(&config.key_prefix, config.day_offset_seconds)?;
         let tokens = Secrets::new(
             config.token_secret.expose_secret(),

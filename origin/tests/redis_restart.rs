@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use popup_core::breaker::BreakerSettings;
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::store::{Command, Reply};
 use popup_core::token::Secrets;
-use popup_origin::redis_store::RedisStore;
+use popup_origin::redis_store::{RedisStore, StoreUnavailable};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -54,6 +55,11 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// No breaker: these tests see every failure for what it is.
+fn off() -> BreakerSettings {
+    BreakerSettings { failures_to_open: 0, cool_down_ms: 0 }
 }
 
 fn signal(child: &Child, name: &str) {
@@ -212,7 +218,7 @@ async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> 
 async fn the_store_reconnects_after_a_restart_and_leaves_a_demoted_primary() {
     let metrics = popup_origin::telemetry::metrics_handle().unwrap();
     let mut redis = OwnRedis::start().await;
-    let store = RedisStore::new(&redis.url(), Duration::from_secs(2)).unwrap();
+    let store = RedisStore::new(&redis.url(), Duration::from_secs(2), off()).unwrap();
     let bulk = Duration::from_secs(30);
     let set = command(&["SET", "restart:key", "kept"]);
     let get = command(&["GET", "restart:key"]);
@@ -590,4 +596,69 @@ async fn the_gateway_answers_503_while_redis_is_down_and_200_once_it_is_back() {
     assert_eq!(log_lines(&log, "redis connection lost", "gateway").len(), 1, "{log}");
     assert_eq!(log_lines(&log, "redis connection back", "gateway").len(), 1, "{log}");
     assert!(!log.contains(PASSWORD), "a log line carries the Redis password");
+}
+
+#[tokio::test]
+async fn a_hung_redis_opens_the_breaker_which_refuses_at_once_then_a_probe_closes_it() {
+    let metrics = popup_origin::telemetry::metrics_handle().unwrap();
+    let redis = OwnRedis::start().await;
+    let timeout = Duration::from_millis(300);
+    let settings = BreakerSettings { failures_to_open: 3, cool_down_ms: 1_000 };
+    let store = RedisStore::new(&redis.url(), timeout, settings).unwrap();
+    let incr = command(&["INCR", "breaker:calls"]);
+    assert_eq!(store.run(std::slice::from_ref(&incr)).await.unwrap(), [Reply::Int(1)]);
+
+    // Hung: the process stops answering, its socket still accepts what is sent.
+    signal(redis.server.as_ref().unwrap(), "STOP");
+    let mut waited = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let outcome = store.run(std::slice::from_ref(&incr)).await;
+        waited.push(started.elapsed());
+        assert!(matches!(outcome, Err(StoreUnavailable::Timeout(_))), "{outcome:?}");
+    }
+    assert_eq!(
+        metrics.render().lines().find(|l| l.starts_with("popup_redis_breaker_open ")),
+        Some("popup_redis_breaker_open 1")
+    );
+    let mut refused = Vec::new();
+    for _ in 0..25 {
+        let started = Instant::now();
+        let outcome = store.run(std::slice::from_ref(&incr)).await;
+        refused.push(started.elapsed());
+        assert!(matches!(outcome, Err(StoreUnavailable::CircuitOpen(_))), "{outcome:?}");
+    }
+    refused.sort();
+    println!(
+        "breaker: before it opened each call waited {waited:?}; while open, median {:?}, max {:?} over {} calls",
+        refused[refused.len() / 2],
+        refused[refused.len() - 1],
+        refused.len()
+    );
+
+    // Back: after the cool-down one call probes, and its success closes the breaker. Redis then counts the
+    // three calls that timed out (sent before it stopped answering) and the probe: none of the refused.
+    signal(redis.server.as_ref().unwrap(), "CONT");
+    let started = Instant::now();
+    let probed = loop {
+        match store.run(std::slice::from_ref(&incr)).await {
+            Ok(replies) => break replies,
+            Err(StoreUnavailable::CircuitOpen(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(other) => panic!("the probe failed: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the breaker never let a probe through");
+    };
+    assert_eq!(probed, [Reply::Int(5)]);
+    assert_eq!(
+        metrics.render().lines().find(|l| l.starts_with("popup_redis_breaker_open ")),
+        Some("popup_redis_breaker_open 0")
+    );
+    assert_eq!(store.run(std::slice::from_ref(&incr)).await.unwrap(), [Reply::Int(6)], "closed");
+    let refused_total = metric_total(&metrics.render(), "popup_redis_breaker_refused_total");
+    assert!(refused_total >= 25.0, "{refused_total}");
+}
+
+/// A counter without labels.
+fn metric_total(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
 }

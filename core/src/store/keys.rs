@@ -113,6 +113,11 @@ impl KeySpace {
         (utc_day + local_second.div_euclid(SECONDS_PER_DAY), local_second.rem_euclid(SECONDS_PER_DAY))
     }
 
+    /// Seconds from UTC midnight to the deployment's midnight: day `d` starts at `d × 86 400 − this`.
+    pub fn day_offset_seconds(&self) -> i32 {
+        self.day_offset_seconds
+    }
+
     /// When day number `day` starts, in UTC.
     pub fn day_start(&self, day: i64) -> Timestamp {
         Timestamp(day.saturating_mul(SECONDS_PER_DAY).saturating_sub(i64::from(self.day_offset_seconds)))

@@ -128,7 +128,7 @@ pub async fn of_campaign(
     }
     let days = events::campaign_days(&state.db, id, from..=to).await?;
     let reach = events::campaign_reach(&state.db, id, from..=to).await?;
-    let (days, variants) = assemble(&days, &reach);
+    let (days, variants) = assemble(&days, reach);
     Ok(CampaignStats { campaign_id: id, from: date(from), to: date(to), days, variants })
 }
 
@@ -178,9 +178,9 @@ impl Tally {
 }
 
 /// The rows per day and variant, in the counts' order, and per variant over the range, in variant order.
-fn assemble(days: &[DayCounts], reach: &[DayReach]) -> (Vec<DayStats>, Vec<VariantStats>) {
-    let reach_of: HashMap<(i64, &str, &str), &Reach> =
-        reach.iter().map(|row| ((row.day, row.variant.as_str(), row.kind.as_str()), &row.reach)).collect();
+fn assemble(days: &[DayCounts], reach: Vec<DayReach>) -> (Vec<DayStats>, Vec<VariantStats>) {
+    let mut reach_of: HashMap<(i64, String, String), Reach> =
+        reach.into_iter().map(|row| ((row.day, row.variant, row.kind), row.reach)).collect();
     let mut totals: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut rows = Vec::with_capacity(days.len());
     for counts in days {
@@ -190,9 +190,9 @@ fn assemble(days: &[DayCounts], reach: &[DayReach]) -> (Vec<DayStats>, Vec<Varia
         let total = totals.entry(variant).or_default();
         total.add(counts);
         for (kind, name) in REACH_KINDS.iter().enumerate() {
-            if let Some(customers) = reach_of.get(&(day, variant, *name)) {
-                tally.reach[kind] = (*customers).clone();
-                total.reach[kind].merge(customers);
+            if let Some(customers) = reach_of.remove(&(day, variant.to_owned(), (*name).to_owned())) {
+                total.reach[kind].merge(&customers);
+                tally.reach[kind] = customers;
             }
         }
         rows.push(DayStats { day: date(day), variant: variant.to_owned(), counts: tally.counts() });

@@ -33,7 +33,7 @@ pub async fn store(db: &PgPool, keys: &KeySpace, records: &[&Record]) -> DbResul
         .bind(records.iter().map(|r| r.campaign.0 as i64).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.at.seconds()).collect::<Vec<_>>())
-        .bind(day_offset_seconds(keys))
+        .bind(keys.day_offset_seconds())
         .fetch_one(&mut *tx)
         .await?;
     if !stored.campaigns.is_empty() {
@@ -93,11 +93,6 @@ struct StoredBatch {
     dismissals: Vec<i64>,
     conversions: Vec<i64>,
     holdouts: Vec<i64>,
-}
-
-/// Seconds from UTC midnight to the deployment's midnight: a day number is `floor((epoch + this) / 86400)`.
-fn day_offset_seconds(keys: &KeySpace) -> i32 {
-    -keys.day_start(0).seconds() as i32
 }
 
 /// Stores a batch and counts its new impressions per campaign; answers how many events were new, the
@@ -175,7 +170,7 @@ ON CONFLICT (campaign_id, day, variant, kind) DO UPDATE SET
 /// Rebuilds the daily counts and reach from the stored events when they were built with another day offset
 /// than `keys`' or never (the first start after migration 0005). Returns whether it rebuilt them.
 pub async fn ensure_rollup(db: &PgPool, keys: &KeySpace) -> DbResult<bool> {
-    let offset = day_offset_seconds(keys);
+    let offset = keys.day_offset_seconds();
     let built: Option<i32> =
         sqlx::query_scalar("SELECT day_offset_seconds FROM event_rollup").fetch_optional(db).await?;
     if built == Some(offset) {

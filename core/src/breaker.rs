@@ -100,6 +100,15 @@ mod tests {
 
     const SETTINGS: BreakerSettings = BreakerSettings { failures_to_open: 3, cool_down_ms: 1_000 };
 
+    /// Failed at 0, 1 and 2 ms: open until 1,002.
+    fn opened_at_2() -> Breaker {
+        let mut breaker = Breaker::new(SETTINGS);
+        for t in 0..3 {
+            breaker.record(t, false);
+        }
+        breaker
+    }
+
     #[test]
     fn it_opens_after_consecutive_failures_only() {
         let mut breaker = Breaker::new(SETTINGS);
@@ -116,10 +125,7 @@ mod tests {
 
     #[test]
     fn after_the_cool_down_one_probe_goes_through_and_its_success_closes_it() {
-        let mut breaker = Breaker::new(SETTINGS);
-        (0..3).for_each(|t| {
-            breaker.record(t, false);
-        });
+        let mut breaker = opened_at_2();
         assert_eq!(breaker.admit(1_001), Admission::Refused { retry_after_ms: 1 });
         assert_eq!(breaker.admit(1_002), Admission::Probe);
         assert_eq!(breaker.admit(1_003), Admission::Refused { retry_after_ms: 999 }, "one probe at a time");
@@ -129,10 +135,7 @@ mod tests {
 
     #[test]
     fn a_failed_probe_opens_it_for_another_cool_down() {
-        let mut breaker = Breaker::new(SETTINGS);
-        (0..3).for_each(|t| {
-            breaker.record(t, false);
-        });
+        let mut breaker = opened_at_2();
         assert_eq!(breaker.admit(1_500), Admission::Probe);
         assert_eq!(breaker.record(1_800, false), None, "still open");
         assert_eq!(breaker.admit(2_700), Admission::Refused { retry_after_ms: 100 });
@@ -141,10 +144,7 @@ mod tests {
 
     #[test]
     fn a_probe_that_never_reports_is_given_up_after_a_cool_down() {
-        let mut breaker = Breaker::new(SETTINGS);
-        (0..3).for_each(|t| {
-            breaker.record(t, false);
-        });
+        let mut breaker = opened_at_2();
         assert_eq!(breaker.admit(1_002), Admission::Probe);
         assert!(matches!(breaker.admit(1_500), Admission::Refused { .. }));
         assert_eq!(breaker.admit(2_002), Admission::Probe);

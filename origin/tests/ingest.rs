@@ -58,6 +58,19 @@ fn append(app: &TestApp, records: &[Record]) {
     let _: () = pipe.query(&mut redis).unwrap();
 }
 
+/// Day number `d` as the stats API writes it.
+fn day(d: i64) -> String {
+    (chrono::NaiveDate::default() + chrono::Days::new(d as u64)).to_string()
+}
+
+/// `campaign`'s stats from day `from` to day `to`, which must answer 200.
+async fn stats_of_days(app: &TestApp, campaign: i64, from: i64, to: i64) -> Value {
+    let uri = format!("/admin/v1/campaigns/{campaign}/stats?from={}&to={}", day(from), day(to));
+    let (status, stats) = app.admin(Method::GET, &uri, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    stats
+}
+
 async fn stored_ids(db: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT event_id FROM events ORDER BY event_id").fetch_all(db).await.unwrap()
 }
@@ -462,15 +475,7 @@ async fn stats_match_the_events_posted_per_variant_and_day(db: PgPool) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let today = app.state.keys.day(Timestamp(now()));
-    let day = |d: i64| (chrono::NaiveDate::default() + chrono::Days::new(d as u64)).to_string();
-    let (status, stats) = app
-        .admin(
-            Method::GET,
-            &format!("/admin/v1/campaigns/{id}/stats?from={}&to={}", day(today - 1), day(today)),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{stats}");
+    let stats = stats_of_days(&app, id, today - 1, today).await;
     let rows = stats["days"].as_array().unwrap();
     let yesterday_row = &rows[0];
     assert_eq!(
@@ -660,15 +665,7 @@ async fn daily_stats_kept_by_ingest_equal_a_rebuild_from_the_events_and_count_la
     let mut worker = ingester(&app, "rollup", 60_000).await;
     drain(&mut worker, &app).await;
 
-    let day = |d: i64| (chrono::NaiveDate::default() + chrono::Days::new(d as u64)).to_string();
-    let (status, stats) = app
-        .admin(
-            Method::GET,
-            &format!("/admin/v1/campaigns/{id}/stats?from={}&to={}", day(today - 2), day(today)),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{stats}");
+    let stats = stats_of_days(&app, id, today - 2, today).await;
     let row = |d: i64, variant: &str| {
         stats["days"]
             .as_array()

@@ -49,6 +49,7 @@ pub mod context;
 pub mod defaults;
 pub mod delivery;
 pub mod form;
+pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 pub mod problem;

@@ -95,6 +95,9 @@ pub struct Config {
     pub country_header: Option<axum::http::HeaderName>,
     #[command(flatten)]
     pub dashboard: DashboardConfig,
+
+    #[command(flatten)]
+    pub identity: IdentityConfig,
 }
 
 impl Config {
@@ -129,6 +132,48 @@ pub struct DashboardConfig {
     /// development on 127.0.0.1; behind TLS leave it off.
     #[arg(long, env = "POPUP_UI_INSECURE_COOKIES", default_value_t = false)]
     pub insecure_cookies: bool,
+}
+
+/// How the popup API knows its customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdentityMode {
+    /// The `user_id` the request names: anyone who knows a customer id can ask as them. Development only.
+    #[value(name = "user_id")]
+    UserId,
+    /// The customer named by the bank's identity token (`Authorization: Bearer <jwt>`).
+    Jwt,
+}
+
+/// The customer's identity on the popup API: the same settings as the edge's, with `POPUP_` in front.
+#[derive(Clone, Debug, Args)]
+pub struct IdentityConfig {
+    /// `jwt` in production; `user_id` trusts the query's customer id.
+    #[arg(long = "identity", env = "POPUP_IDENTITY", value_enum, default_value = "user_id")]
+    pub mode: IdentityMode,
+
+    /// The identity provider's key set (RS256, ES256 and EdDSA keys), fetched and cached.
+    #[arg(long = "jwt-jwks-url", env = "POPUP_JWT_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// A shared secret for HS256 tokens, at least 32 bytes.
+    #[arg(long = "jwt-hs256-secret", env = "POPUP_JWT_HS256_SECRET", hide_env_values = true, value_parser = secret)]
+    pub hs256_secret: Option<SecretString>,
+
+    /// The `iss` every token must carry.
+    #[arg(long = "jwt-issuer", env = "POPUP_JWT_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// The `aud` every token must carry (or list).
+    #[arg(long = "jwt-audience", env = "POPUP_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// The claim that holds the customer id.
+    #[arg(long = "jwt-user-claim", env = "POPUP_JWT_USER_CLAIM", default_value = popup_core::identity::DEFAULT_USER_CLAIM)]
+    pub user_claim: String,
+
+    /// Clock difference tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long = "jwt-leeway-seconds", env = "POPUP_JWT_LEEWAY_SECONDS", default_value_t = popup_core::identity::DEFAULT_LEEWAY_SECONDS)]
+    pub leeway_seconds: i64,
 }
 
 /// A secret from the command line or the environment.

@@ -24,6 +24,7 @@ pub mod db;
 pub mod docs;
 pub mod gateway;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod messaging;
 pub mod ops;
@@ -186,4 +187,23 @@ pub async fn healthcheck(url: &str, timeout: std::time::Duration) -> anyhow::Res
     let status = client.get(url).send().await?.status();
     anyhow::ensure!(status == reqwest::StatusCode::OK, "{url} answered {status}");
     Ok(())
+}
+
+/// `popup-origin token`: an HS256 identity token naming `user`, valid for `ttl_seconds`, with the claims a
+/// `POPUP_IDENTITY=jwt` origin (or edge) configured with the same secret, issuer and audience accepts.
+pub fn demo_token(
+    user: &str,
+    ttl_seconds: i64,
+    secret: &str,
+    issuer: &str,
+    audience: &str,
+    user_claim: &str,
+) -> anyhow::Result<String> {
+    popup_core::ids::UserId::parse(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
+    anyhow::ensure!(secret.len() >= 32, "POPUP_JWT_HS256_SECRET must be at least 32 bytes");
+    let now = state::now().0;
+    let mut claims =
+        serde_json::json!({"iss": issuer, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_seconds});
+    claims[user_claim] = serde_json::Value::String(user.to_string());
+    Ok(popup_core::identity::sign_hs256(secret.as_bytes(), &claims)?)
 }

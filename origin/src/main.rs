@@ -35,6 +35,24 @@ enum Command {
     /// dashboard).
     #[command(subcommand)]
     Person(PersonCommand),
+    /// Print an HS256 identity token for a customer, signed with POPUP_JWT_HS256_SECRET, as the bank's
+    /// identity provider would issue it: for demos and development against `POPUP_IDENTITY=jwt`.
+    Token {
+        /// The customer id the token names.
+        #[arg(long)]
+        user: String,
+        /// Seconds the token is valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: i64,
+        #[arg(long, env = "POPUP_JWT_HS256_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long, env = "POPUP_JWT_ISSUER")]
+        issuer: String,
+        #[arg(long, env = "POPUP_JWT_AUDIENCE")]
+        audience: String,
+        #[arg(long, env = "POPUP_JWT_USER_CLAIM", default_value = popup_core::identity::DEFAULT_USER_CLAIM)]
+        user_claim: String,
+    },
     /// GET a role's health endpoint; exit 0 if it answers 200 within the timeout, 1 otherwise.
     Healthcheck {
         /// `serve` answers on `/healthz` of POPUP_LISTEN's port, `gateway` on POPUP_GATEWAY_LISTEN's.
@@ -111,6 +129,13 @@ async fn main() -> anyhow::Result<()> {
             };
             let person = popup_origin::add_person(&database_url, &new).await?;
             println!("created {} ({}, {})", person.email, person.display_name, person.role.as_str());
+            Ok(())
+        }
+        Command::Token { user, ttl_seconds, secret, issuer, audience, user_claim } => {
+            println!(
+                "{}",
+                popup_origin::demo_token(&user, ttl_seconds, &secret, &issuer, &audience, &user_claim)?
+            );
             Ok(())
         }
         Command::Healthcheck { url, timeout_ms } => {

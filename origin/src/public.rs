@@ -2,11 +2,12 @@
 //! core with the same inputs. One Redis round trip per resolve while the cached catalog is current.
 
 use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use popup_core::context::{country_code, Platform};
-use popup_core::ids::{CampaignId, UserId};
+use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{control_variant, resolve, Subject};
 use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, Reply, ResolveFlow};
 use popup_core::stream::{holdout_appends, Record};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::campaigns;
 use crate::http::{ApiError, JsonBody, Path, PostsConversions, Query};
+use crate::identity::Identity;
 use crate::state::{now, AppState};
 
 fn random_nonce() -> Result<u64, ApiError> {
@@ -49,8 +51,8 @@ pub async fn popup(
     let mut query = PopupQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|error| ApiError::BadFields(vec![error]))?;
     query.context.country = country(&state, &headers);
-    let user = query.user.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
+    let user = customer(&state, &headers, query.user, now).await?;
     let flow = ResolveFlow::new(&state.keys, &user, now, state.cached_catalog());
     let replies = state.redis.run(flow.commands()).await.inspect_err(|_| outcome("unavailable"))?;
     let inputs = match flow.read(replies)? {
@@ -74,6 +76,27 @@ pub async fn popup(
     let token = state.tokens.issue(&claims)?;
     outcome("shown");
     Ok(Json(PopupResponse::new(&selection, token)).into_response())
+}
+
+/// The request's customer: the one its identity token names (`POPUP_IDENTITY=jwt`, where a `user_id` of
+/// the request is refused), or the `user_id` it names.
+async fn customer(
+    state: &AppState,
+    headers: &HeaderMap,
+    named: Option<UserId>,
+    now: Timestamp,
+) -> Result<UserId, ApiError> {
+    match (&state.identity, named) {
+        (Identity::Claimed, Some(user)) => Ok(user),
+        (Identity::Claimed, None) => Err(ApiError::bad_field("user_id", "is required")),
+        (Identity::Jwt(_), Some(_)) => {
+            Err(ApiError::bad_field("user_id", "is not accepted: the bearer token names the customer"))
+        }
+        (Identity::Jwt(verifier), None) => {
+            let authorization = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
+            Ok(verifier.customer(authorization, now).await?)
+        }
+    }
 }
 
 /// The client's country from the trusted header, read as the edge reads the platform's (the core's
@@ -213,6 +236,7 @@ pub struct EventAccepted {
 )]
 pub async fn event(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path((campaign, kind)): Path<(String, String)>,
     body: Result<JsonBody<EventRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
@@ -221,8 +245,8 @@ pub async fn event(
         CampaignId(campaign.parse().map_err(|_| ApiError::bad_field("campaign_id", "must be a number"))?);
     // The public contract answers every unreadable body with 400.
     let JsonBody(request) = body.map_err(ApiError::unreadable)?;
-    let user = request.user_id.ok_or_else(|| ApiError::bad_field("user_id", "is required"))?;
     let now = now();
+    let user = customer(&state, &headers, request.user_id, now).await?;
     let (token, dedupe_ttl_seconds) = state
         .tokens
         .verify_event(&request.impression_token, &user, campaign, now)

@@ -9,6 +9,7 @@ use popup_core::token::Secrets;
 use sqlx::PgPool;
 
 use crate::config::{Config, ExposeSecret};
+use crate::identity::Identity;
 use crate::redis_store::RedisStore;
 
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct Inner {
     pub redis: RedisStore,
     pub keys: KeySpace,
     pub tokens: Secrets,
+    /// How the popup API knows its customer (`POPUP_IDENTITY`).
+    pub identity: Identity,
     pub max_segment_bytes: u64,
     /// Where the popup API reads the client's country (`POPUP_COUNTRY_HEADER`), if anywhere.
     pub country_header: Option<axum::http::HeaderName>,
@@ -58,6 +61,7 @@ impl AppState {
             redis,
             keys,
             tokens,
+            identity: Identity::new(&config.identity)?,
             max_segment_bytes: config.max_segment_bytes,
             country_header: config.country_header.clone(),
             dashboard: Dashboard::from_config(&config.dashboard),

@@ -25,6 +25,10 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("missing or unknown API key")]
     Unauthorized,
+    /// The popup API's customer could not be known from the request's identity token: 401 with
+    /// `WWW-Authenticate: Bearer error="invalid_token"`.
+    #[error(transparent)]
+    InvalidToken(popup_core::identity::IdentityError),
     #[error("this API key's role may not do that")]
     Forbidden,
     #[error("{0} not found")]
@@ -40,6 +44,8 @@ pub enum ApiError {
     BodyTooLarge,
     #[error("the store is unavailable")]
     Unavailable,
+    #[error("the identity provider's keys are unavailable")]
+    IdentityUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -79,7 +85,7 @@ impl ApiError {
             ApiError::BadBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             ApiError::BadFields(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unauthorized | ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -88,6 +94,7 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::IdentityUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "identity_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -158,8 +165,22 @@ impl From<crate::redis_store::StoreUnavailable> for ApiError {
     }
 }
 
+impl From<popup_core::identity::IdentityError> for ApiError {
+    fn from(error: popup_core::identity::IdentityError) -> ApiError {
+        match error {
+            popup_core::identity::IdentityError::KeysUnavailable => ApiError::IdentityUnavailable,
+            other => ApiError::InvalidToken(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if matches!(self, ApiError::InvalidToken(_)) {
+            let challenge = (axum::http::header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#);
+            let (status, code) = self.status_and_code();
+            return (status, [challenge], Json(ErrorResponse::new(code, self.to_string()))).into_response();
+        }
         let (status, code) = self.status_and_code();
         let body = match self {
             ApiError::Internal(error) => {

@@ -10,6 +10,12 @@
 //! | `TOKEN_TTL_SECONDS` | var | `86400` | how long an impression token is accepted |
 //! | `KEY_PREFIX` | var | `popup` | prefix of every Redis key; the origin's `POPUP_KEY_PREFIX` |
 //! | `DAY_OFFSET` | var | `+00:00` | UTC offset at which days start for daily caps; the origin's `POPUP_DAY_OFFSET` |
+//! | `IDENTITY` | var | `user_id` | `jwt` in production: the customer is the one the `Authorization: Bearer` token names; `user_id` trusts the query |
+//! | `JWT_JWKS_URL` | var | empty | the identity provider's key set (RS256, ES256, EdDSA keys) |
+//! | `JWT_HS256_SECRET` | secret | empty | a shared secret for HS256 tokens, at least 32 bytes |
+//! | `JWT_ISSUER`, `JWT_AUDIENCE` | var | (required in `jwt` mode) | the `iss` and `aud` every token must carry |
+//! | `JWT_USER_CLAIM` | var | `sub` | the claim that holds the customer id |
+//! | `JWT_LEEWAY_SECONDS` | var | `60` | clock difference tolerated on `exp` and `nbf` |
 //!
 //! Everything that must agree with the origin has the origin's default: both take it from
 //! `popup_core::defaults`. The parsing is plain Rust over a lookup function, so it is tested natively;
@@ -19,6 +25,7 @@ use std::fmt;
 use std::time::Duration;
 
 use popup_core::defaults;
+use popup_core::identity::{Rules, DEFAULT_LEEWAY_SECONDS, DEFAULT_USER_CLAIM};
 use popup_core::store::KeySpace;
 use popup_core::token::Secrets;
 
@@ -41,6 +48,33 @@ pub struct Config {
     pub redis: RedisConfig,
     pub keys: KeySpace,
     pub tokens: Secrets,
+    pub identity: Identity,
+}
+
+/// How the popup API knows its customer (`IDENTITY`).
+#[derive(Debug)]
+pub enum Identity {
+    /// The `user_id` the request names: development only.
+    Claimed,
+    Jwt(JwtSettings),
+}
+
+/// What identity tokens are checked with and against.
+pub struct JwtSettings {
+    pub rules: Rules,
+    pub hs256_secret: Option<Vec<u8>>,
+    pub jwks_url: Option<String>,
+}
+
+// Written by hand so the secret never reaches a log line.
+impl fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("rules", &self.rules)
+            .field("hs256", &self.hs256_secret.is_some())
+            .field("jwks_url", &self.jwks_url)
+            .finish()
+    }
 }
 
 /// Where the REST API is and how long to wait for it.
@@ -92,7 +126,7 @@ impl Config {
         let prefix = get("KEY_PREFIX").unwrap_or_else(|| defaults::KEY_PREFIX.into());
         let offset = get("DAY_OFFSET").unwrap_or_else(|| defaults::DAY_OFFSET.into());
         let offset = popup_core::store::parse_day_offset(&offset)
-            .ok_or_else(|| invalid("DAY_OFFSET", format!("{offset:?} is not an offset like +07:00")))?;
+            .ok_or_else(|| invalid("DAY_OFFSET", format!("\"{offset}\" is not an offset like +07:00")))?;
         let keys = KeySpace::new(&prefix, offset).map_err(|error| {
             let name = match error {
                 popup_core::store::KeySpaceError::InvalidPrefix => "KEY_PREFIX",
@@ -123,8 +157,49 @@ impl Config {
             invalid(name, error.to_string())
         })?;
 
-        Ok(Config { redis, keys, tokens })
+        let identity = match get("IDENTITY").as_deref() {
+            None | Some("user_id") => Identity::Claimed,
+            Some("jwt") => Identity::Jwt(jwt_settings(&lookup, &get)?),
+            Some(_) => return Err(invalid("IDENTITY", "must be jwt or user_id")),
+        };
+
+        Ok(Config { redis, keys, tokens, identity })
     }
+}
+
+fn jwt_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<JwtSettings, ConfigError> {
+    let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+    let leeway_seconds = match get("JWT_LEEWAY_SECONDS") {
+        None => DEFAULT_LEEWAY_SECONDS,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (0..=3600).contains(s))
+            .ok_or_else(|| invalid("JWT_LEEWAY_SECONDS", "must be 0 to 3600"))?,
+    };
+    let rules = Rules {
+        issuer: required("JWT_ISSUER")?,
+        audience: required("JWT_AUDIENCE")?,
+        user_claim: get("JWT_USER_CLAIM").unwrap_or_else(|| DEFAULT_USER_CLAIM.into()),
+        leeway_seconds,
+    };
+    let hs256_secret = lookup("JWT_HS256_SECRET").filter(|s| !s.is_empty()).map(String::into_bytes);
+    if hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        return Err(invalid("JWT_HS256_SECRET", "must be at least 32 bytes"));
+    }
+    let jwks_url = get("JWT_JWKS_URL");
+    if let Some(url) = &jwks_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(invalid("JWT_JWKS_URL", "must be an http:// or https:// URL"));
+        }
+    }
+    if hs256_secret.is_none() && jwks_url.is_none() {
+        return Err(ConfigError::Missing("JWT_JWKS_URL"));
+    }
+    Ok(JwtSettings { rules, hs256_secret, jwks_url })
 }
 
 #[cfg(test)]
@@ -201,6 +276,37 @@ mod tests {
             let error = config(&[(name, value)]).unwrap_err();
             assert_eq!(name_of(error), name, "{name}={value:?}");
         }
+    }
+
+    #[test]
+    fn identity_is_read_and_checked() {
+        assert!(matches!(config(&[]).unwrap().identity, Identity::Claimed));
+        let jwt = [("IDENTITY", "jwt"), ("JWT_ISSUER", "https://id.bank"), ("JWT_AUDIENCE", "popup")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = jwt.to_vec();
+            pairs.extend_from_slice(extra);
+            config(&pairs)
+        };
+        let Identity::Jwt(settings) = with(&[("JWT_JWKS_URL", "https://id.bank/jwks")]).unwrap().identity
+        else {
+            panic!("jwt mode")
+        };
+        assert_eq!(settings.rules.user_claim, "sub");
+        assert_eq!(settings.rules.leeway_seconds, 60);
+        assert_eq!(settings.jwks_url.as_deref(), Some("https://id.bank/jwks"));
+        let name_of = |error: ConfigError| match error {
+            ConfigError::Missing(name) | ConfigError::Invalid { name, .. } => name,
+        };
+        assert_eq!(name_of(with(&[]).unwrap_err()), "JWT_JWKS_URL", "no key at all");
+        assert_eq!(name_of(with(&[("JWT_HS256_SECRET", "short")]).unwrap_err()), "JWT_HS256_SECRET");
+        assert_eq!(name_of(with(&[("JWT_JWKS_URL", "ftp://x")]).unwrap_err()), "JWT_JWKS_URL");
+        assert_eq!(name_of(config(&[("IDENTITY", "jwt")]).unwrap_err()), "JWT_ISSUER");
+        assert_eq!(name_of(config(&[("IDENTITY", "oauth")]).unwrap_err()), "IDENTITY");
+        let secret = "s".repeat(32);
+        let mut pairs = jwt.to_vec();
+        pairs.push(("JWT_HS256_SECRET", &secret));
+        let config = config(&pairs).unwrap();
+        assert!(!format!("{config:?}").contains(&secret), "the secret is not shown");
     }
 
     #[test]

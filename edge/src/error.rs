@@ -4,6 +4,7 @@
 //! answered with a plain 500 that shows nothing of them.
 
 use popup_core::campaign::FieldError;
+use popup_core::identity::IdentityError;
 use popup_core::store::StoreError;
 use popup_core::token::TokenError;
 use popup_core::wire::ErrorResponse;
@@ -36,10 +37,26 @@ pub enum EdgeError {
     Store(#[from] StoreError),
     #[error("token: {0}")]
     Token(#[from] TokenError),
+    /// The customer could not be known from the request's identity token: 401.
+    #[error(transparent)]
+    InvalidToken(IdentityError),
+    /// The identity provider's keys could not be fetched: the customer cannot be known, so nothing is
+    /// shown (503).
+    #[error("the identity provider's keys are unavailable")]
+    IdentityUnavailable,
     #[error("no randomness: {0}")]
     Randomness(getrandom::Error),
     #[error("runtime: {0}")]
     Runtime(#[from] worker::Error),
+}
+
+impl From<IdentityError> for EdgeError {
+    fn from(error: IdentityError) -> EdgeError {
+        match error {
+            IdentityError::KeysUnavailable => EdgeError::IdentityUnavailable,
+            other => EdgeError::InvalidToken(other),
+        }
+    }
 }
 
 impl EdgeError {
@@ -53,6 +70,8 @@ impl EdgeError {
             EdgeError::NotFound(_) => (404, "not_found"),
             EdgeError::MethodNotAllowed => (405, "method_not_allowed"),
             EdgeError::Unavailable(_) => (503, "store_unavailable"),
+            EdgeError::InvalidToken(_) => (401, "unauthorized"),
+            EdgeError::IdentityUnavailable => (503, "identity_unavailable"),
             EdgeError::Config(_)
             | EdgeError::Store(_)
             | EdgeError::Token(_)
@@ -68,9 +87,11 @@ impl EdgeError {
             EdgeError::BadFields(fields) => {
                 ErrorResponse::new(code, "the request has invalid fields").with_fields(fields)
             }
-            EdgeError::BadRequest(_) | EdgeError::NotFound(_) | EdgeError::MethodNotAllowed => {
-                ErrorResponse::new(code, self.to_string())
-            }
+            EdgeError::BadRequest(_)
+            | EdgeError::NotFound(_)
+            | EdgeError::MethodNotAllowed
+            | EdgeError::InvalidToken(_)
+            | EdgeError::IdentityUnavailable => ErrorResponse::new(code, self.to_string()),
             EdgeError::Unavailable(error) => {
                 console_warn!("redis unavailable: {error}");
                 ErrorResponse::new(code, "the store is unavailable")
@@ -84,7 +105,12 @@ impl EdgeError {
 
     pub fn into_response(self) -> worker::Result<Response> {
         let (status, _) = self.status_and_code();
-        Ok(Response::from_json(&self.body())?.with_status(status))
+        let challenge = matches!(self, EdgeError::InvalidToken(_));
+        let response = Response::from_json(&self.body())?.with_status(status);
+        if challenge {
+            response.headers().set("WWW-Authenticate", r#"Bearer error="invalid_token""#)?;
+        }
+        Ok(response)
     }
 }
 
@@ -105,6 +131,8 @@ mod tests {
             (EdgeError::Config(ConfigError::Missing("TOKEN_SECRET")), 500, "internal"),
             (EdgeError::Store(StoreError::UnexpectedReply("EVAL event")), 500, "internal"),
             (EdgeError::Token(TokenError::InvalidClaims), 500, "internal"),
+            (IdentityError::Expired.into(), 401, "unauthorized"),
+            (IdentityError::KeysUnavailable.into(), 503, "identity_unavailable"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status_and_code(), (status, code), "{error:?}");

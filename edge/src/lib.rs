@@ -6,6 +6,7 @@
 //! - [`routes`]: the popup and event endpoints, and their request parsing; `/healthz`;
 //! - [`error`]: the one error type, mapped to a status and a JSON body;
 //! - [`config`]: wrangler vars and secrets;
+//! - [`identity`]: the customer from the bank's identity token (`IDENTITY=jwt`), keys from its key set;
 //! - [`rest`]: the Upstash REST protocol (request bodies, replies), plain Rust tested natively;
 //! - [`redis`]: that protocol over `fetch`, with a timeout;
 //! - [`cache`]: the decoded catalog, kept in isolate memory while its version is current.
@@ -15,6 +16,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod redis;
 pub mod rest;
 pub mod routes;

@@ -21,6 +21,7 @@ use worker::{Context, Date, Env, Request, Response};
 use crate::cache;
 use crate::config::Config;
 use crate::error::EdgeError;
+use crate::identity;
 use crate::redis::RedisClient;
 
 /// The largest event body read, as the origin's JSON extractor allows.
@@ -31,10 +32,11 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// when the customer was held out of a campaign (its exposure, for lift).
 pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, EdgeError> {
     let country = req.cf().and_then(|cf| cf.country());
-    let (user, context) = parse_popup_query(&req.inner().url(), country)?;
+    let (named, context) = parse_popup_query(&req.inner().url(), country)?;
     let config = Config::from_env(&env)?;
-    let redis = RedisClient::new(&config.redis);
     let now = now();
+    let user = identity::customer(&config.identity, req.headers().get("Authorization")?, named, now).await?;
+    let redis = RedisClient::new(&config.redis);
     let flow = ResolveFlow::new(&config.keys, &user, now, cache::cached());
     let replies = redis.pipeline(flow.commands()).await?;
     let inputs = match flow.read(replies)? {
@@ -84,9 +86,10 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
         .await
         .map_err(|error| EdgeError::BadRequest(format!("Failed to buffer the request body: {error}")))?;
     let request = parse_event_body(content_type.as_deref(), &body)?;
-    let user = request.user_id.ok_or_else(|| EdgeError::bad_field("user_id", "is required"))?;
     let config = Config::from_env(&env)?;
     let now = now();
+    let authorization = req.headers().get("Authorization")?;
+    let user = identity::customer(&config.identity, authorization, request.user_id, now).await?;
     let (token, dedupe_ttl_seconds) = config
         .tokens
         .verify_event(&request.impression_token, &user, campaign, now)
@@ -107,17 +110,19 @@ pub fn healthz() -> Result<Response, EdgeError> {
 
 /// The customer and the request context from the request URL's query, as the origin reads them, plus the
 /// country from the platform's metadata (never from the query, which the app controls).
-pub fn parse_popup_query(url: &str, country: Option<String>) -> Result<(UserId, RequestContext), EdgeError> {
+pub fn parse_popup_query(
+    url: &str,
+    country: Option<String>,
+) -> Result<(Option<UserId>, RequestContext), EdgeError> {
     let query = url.split_once('?').map_or("", |(_, query)| query);
     let query = query.split_once('#').map_or(query, |(query, _)| query);
     // Decoded like the origin's query extractor: percent escapes, and `+` as a space.
     let pairs: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
     let query = PopupQuery::parse(pairs.iter().map(|(name, value)| (name.as_ref(), value.as_ref())))
         .map_err(|error| EdgeError::BadFields(vec![error]))?;
-    let user = query.user.ok_or_else(|| EdgeError::bad_field("user_id", "is required"))?;
     let mut context = query.context;
     context.country = country.as_deref().and_then(country_code);
-    Ok((user, context))
+    Ok((query.user, context))
 }
 
 /// The campaign and the event kind from the raw path segments: an unknown kind is 404, a campaign that is
@@ -201,7 +206,7 @@ mod tests {
             "{BASE}?user_id=demo-0042&placement=home&platform=android&app_version=5.2.0&locale=id-ID&x=1#frag"
         );
         let (user, context) = parse_popup_query(&url, Some("id".into())).unwrap();
-        assert_eq!(user.as_str(), "demo-0042");
+        assert_eq!(user.unwrap().as_str(), "demo-0042");
         assert_eq!(context.placement.as_deref(), Some("home"));
         assert_eq!(context.platform, Some(Platform::Android));
         assert_eq!(context.app_version, Some(AppVersion::new(5, 2, 0)));
@@ -213,7 +218,7 @@ mod tests {
     fn query_values_are_percent_and_plus_decoded() {
         let url = format!("{BASE}?user_id=cust%2D1%40bank.id&placement=home+screen&country=SG");
         let (user, context) = parse_popup_query(&url, None).unwrap();
-        assert_eq!(user.as_str(), "cust-1@bank.id");
+        assert_eq!(user.unwrap().as_str(), "cust-1@bank.id");
         assert_eq!(context.placement.as_deref(), Some("home screen"));
         assert_eq!(context.country, None, "the country never comes from the query");
     }
@@ -221,8 +226,8 @@ mod tests {
     #[test]
     fn bad_queries_name_the_field() {
         let error = |query: &str| fields(parse_popup_query(&format!("{BASE}{query}"), None).unwrap_err());
-        assert_eq!(error(""), [("user_id".into(), "is required".into())]);
-        assert_eq!(error("?placement=home"), [("user_id".into(), "is required".into())]);
+        // Whether a customer must be named is the identity mode's to say.
+        assert_eq!(parse_popup_query(&format!("{BASE}?placement=home"), None).unwrap().0, None);
         assert_eq!(error("?user_id=u&platform=nokia")[0].0, "platform");
         assert_eq!(error("?user_id=u&app_version=x")[0].0, "app_version");
         assert_eq!(error("?user_id=a%20b")[0].0, "user_id");

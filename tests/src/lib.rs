@@ -36,6 +36,8 @@
 //! cache of Cloudflare's answer, which it would otherwise fetch from the internet). The origin reads the
 //! country from the trusted header [`ORIGIN_COUNTRY_HEADER`], which the stack sends with the same country.
 
+pub mod identity;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -162,6 +164,11 @@ fn warn_if_stale(artifact: &Path, sources: &[&Path]) {
     }
 }
 
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 fn newer_file(path: &Path, than: SystemTime) -> Option<PathBuf> {
     let metadata = fs::metadata(path).ok()?;
     if metadata.is_file() {
@@ -182,6 +189,8 @@ pub enum Side {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    /// The `WWW-Authenticate` header, if any.
+    pub challenge: Option<String>,
 }
 
 impl Reply {
@@ -507,11 +516,21 @@ pub struct Settings {
     pub edge_redis_rest_url: Option<String>,
     /// The edge's `REDIS_TIMEOUT_MS`.
     pub edge_redis_timeout_ms: u64,
+    /// Identity tokens instead of a plain `user_id`, on the edge and the origin alike.
+    pub jwt: Option<JwtSettings>,
+}
+
+/// `IDENTITY=jwt` (edge) and `POPUP_IDENTITY=jwt` (origin), with these keys and
+/// [`identity::ISSUER`] and [`identity::AUDIENCE`].
+#[derive(Clone, Debug)]
+pub struct JwtSettings {
+    pub jwks_url: String,
+    pub hs256_secret: String,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { edge_redis_rest_url: None, edge_redis_timeout_ms: EDGE_REDIS_TIMEOUT_MS }
+        Settings { edge_redis_rest_url: None, edge_redis_timeout_ms: EDGE_REDIS_TIMEOUT_MS, jwt: None }
     }
 }
 
@@ -533,6 +552,8 @@ pub struct Stack {
     pub prefix: String,
     /// The Redis the origin and the gateway use.
     pub redis_url: String,
+    /// The HS256 secret of identity tokens, in `jwt` mode.
+    pub jwt_secret: Option<String>,
     http: reqwest::Client,
     services: Vec<Service>,
     database: Option<Database>,
@@ -589,6 +610,7 @@ impl Stack {
             token_secret: random_hex(32)?,
             prefix: format!("e2e-{}", id.replace('_', "-")),
             redis_url: redis_url(),
+            jwt_secret: None,
             http,
             services: Vec::new(),
             database: None,
@@ -624,6 +646,15 @@ impl Stack {
             .env("POPUP_REDIS_TIMEOUT_MS", "3000")
             .env("POPUP_COUNTRY_HEADER", ORIGIN_COUNTRY_HEADER);
         self.common_env(&mut origin);
+        if let Some(jwt) = &settings.jwt {
+            origin
+                .env("POPUP_IDENTITY", "jwt")
+                .env("POPUP_JWT_JWKS_URL", &jwt.jwks_url)
+                .env("POPUP_JWT_HS256_SECRET", &jwt.hs256_secret)
+                .env("POPUP_JWT_ISSUER", identity::ISSUER)
+                .env("POPUP_JWT_AUDIENCE", identity::AUDIENCE);
+            self.jwt_secret = Some(jwt.hs256_secret.clone());
+        }
         self.services.push(Service::spawn("origin", origin, &self.dir)?);
 
         let mut gateway = Command::new(&origin_bin);
@@ -644,10 +675,12 @@ impl Stack {
         let original = fs::read_to_string(root.join("wrangler.toml")).context("reading wrangler.toml")?;
         let config = edge_dir.join("wrangler.toml");
         fs::write(&config, derived_wrangler_toml(&original, &entry)?)?;
-        fs::write(
-            edge_dir.join(".dev.vars"),
-            format!("REDIS_REST_TOKEN={}\nTOKEN_SECRET={}\n", self.gateway_token, self.token_secret),
-        )?;
+        let mut secrets =
+            format!("REDIS_REST_TOKEN={}\nTOKEN_SECRET={}\n", self.gateway_token, self.token_secret);
+        if let Some(jwt) = &settings.jwt {
+            secrets.push_str(&format!("JWT_HS256_SECRET={}\n", jwt.hs256_secret));
+        }
+        fs::write(edge_dir.join(".dev.vars"), secrets)?;
         let cf = edge_dir.join("cf.json");
         fs::write(
             &cf,
@@ -664,12 +697,21 @@ impl Stack {
             .args(["--inspector-port", "0", "--show-interactive-dev-session=false"])
             .arg("--persist-to")
             .arg(edge_dir.join("state"));
-        for (name, value) in [
+        let mut vars = vec![
             ("REDIS_REST_URL", settings.edge_redis_rest_url.clone().unwrap_or_else(|| self.gateway.clone())),
             ("KEY_PREFIX", self.prefix.clone()),
             ("DAY_OFFSET", DAY_OFFSET.to_string()),
             ("REDIS_TIMEOUT_MS", settings.edge_redis_timeout_ms.to_string()),
-        ] {
+        ];
+        if let Some(jwt) = &settings.jwt {
+            vars.extend([
+                ("IDENTITY", "jwt".to_string()),
+                ("JWT_JWKS_URL", jwt.jwks_url.clone()),
+                ("JWT_ISSUER", identity::ISSUER.to_string()),
+                ("JWT_AUDIENCE", identity::AUDIENCE.to_string()),
+            ]);
+        }
+        for (name, value) in vars {
             edge.arg("--var").arg(format!("{name}:{value}"));
         }
         edge.env("WRANGLER_SEND_METRICS", "false")
@@ -701,7 +743,18 @@ impl Stack {
         self.edge = self.logged_url(2, "Ready on", "http://", EDGE_READY_TIMEOUT).await?;
         let own_gateway = settings.edge_redis_rest_url.is_none();
         self.wait_until("edge", EDGE_READY_TIMEOUT, || async {
-            let Ok(reply) = self.popup(Side::Edge, "user_id=e2e-ready").await else { return Ok(false) };
+            let ready = match self.jwt_secret.as_deref() {
+                None => self.popup(Side::Edge, "user_id=e2e-ready").await,
+                Some(secret) => {
+                    let token = identity::hs256(
+                        &serde_json::json!({"alg": "HS256"}),
+                        &identity::claims("e2e-ready", unix_now()),
+                        Some(secret.as_bytes()),
+                    );
+                    self.popup_as(Side::Edge, Some(&token), "").await
+                }
+            };
+            let Ok(reply) = ready else { return Ok(false) };
             if matches!(reply.status, StatusCode::OK | StatusCode::NO_CONTENT) {
                 return Ok(true);
             }
@@ -820,6 +873,10 @@ impl Stack {
 
     async fn reply(response: reqwest::Response) -> anyhow::Result<Reply> {
         let status = response.status();
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let bytes = response.bytes().await?;
         let body = if bytes.is_empty() {
             Value::Null
@@ -827,7 +884,7 @@ impl Stack {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Ok(Reply { status, body })
+        Ok(Reply { status, body, challenge })
     }
 
     /// A request to the admin API (`/admin/v1{path}`) with the admin key.
@@ -889,6 +946,36 @@ impl Stack {
         let mut request = self.http.get(url);
         if side == Side::Origin {
             request = request.header(ORIGIN_COUNTRY_HEADER, EDGE_COUNTRY);
+        }
+        Stack::reply(request.send().await?).await
+    }
+
+    /// `GET /v1/campaigns/popup?{query}` on `side` with `Authorization: Bearer {jwt}`, if any.
+    pub async fn popup_as(&self, side: Side, jwt: Option<&str>, query: &str) -> anyhow::Result<Reply> {
+        let url = format!("{}/v1/campaigns/popup?{query}", self.base(side));
+        let mut request = self.http.get(url);
+        if side == Side::Origin {
+            request = request.header(ORIGIN_COUNTRY_HEADER, EDGE_COUNTRY);
+        }
+        if let Some(jwt) = jwt {
+            request = request.bearer_auth(jwt);
+        }
+        Stack::reply(request.send().await?).await
+    }
+
+    /// `POST /v1/campaigns/{campaign}/{kind}` on `side` with `{impression_token}` and the identity token.
+    pub async fn event_as(
+        &self,
+        side: Side,
+        jwt: Option<&str>,
+        campaign: i64,
+        kind: &str,
+        token: &str,
+    ) -> anyhow::Result<Reply> {
+        let url = format!("{}/v1/campaigns/{campaign}/{kind}", self.base(side));
+        let mut request = self.http.post(url).json(&serde_json::json!({"impression_token": token}));
+        if let Some(jwt) = jwt {
+            request = request.bearer_auth(jwt);
         }
         Stack::reply(request.send().await?).await
     }

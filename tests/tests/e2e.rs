@@ -530,8 +530,11 @@ async fn a_hung_redis_endpoint_gives_a_quick_503_from_the_edge() {
             held.push(socket);
         }
     });
-    let settings =
-        Settings { edge_redis_rest_url: Some(format!("http://{address}")), edge_redis_timeout_ms: 500 };
+    let settings = Settings {
+        edge_redis_rest_url: Some(format!("http://{address}")),
+        edge_redis_timeout_ms: 500,
+        ..Settings::default()
+    };
     let stack = Stack::start_with(settings).await.unwrap();
 
     // Alive all the same: the health endpoint does not ask Redis (which would make it a 503 here).

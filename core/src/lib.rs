@@ -52,6 +52,7 @@ pub mod form;
 pub mod identity;
 pub mod ids;
 pub mod lifecycle;
+pub mod limit;
 pub mod problem;
 pub mod projection;
 pub mod reach;

@@ -98,6 +98,21 @@ pub struct Config {
 
     #[command(flatten)]
     pub identity: IdentityConfig,
+
+    /// Popup API requests a minute one customer may make (a burst of as many, then one every
+    /// 60/n seconds), 429 with `Retry-After` beyond; 0: no limit.
+    #[arg(long, env = "POPUP_RATE_LIMIT_PER_CUSTOMER", default_value_t = 120)]
+    pub rate_limit_per_customer: u32,
+
+    /// Popup API requests a minute from one client address; 0: no limit. High, because a mobile carrier's
+    /// NAT puts many customers behind one address.
+    #[arg(long, env = "POPUP_RATE_LIMIT_PER_ADDRESS", default_value_t = 6_000)]
+    pub rate_limit_per_address: u32,
+
+    /// The request header a trusted proxy in front of the origin sets to the client's address (e.g.
+    /// Cloudflare's `CF-Connecting-IP`), for the per-address limit. Unset: the connection's peer address.
+    #[arg(long, env = "POPUP_CLIENT_ADDRESS_HEADER", value_parser = parse_header_name)]
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 impl Config {

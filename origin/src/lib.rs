@@ -30,6 +30,7 @@ pub mod messaging;
 pub mod ops;
 pub mod projection;
 pub mod public;
+pub mod rate_limit;
 pub mod redis_store;
 pub mod shutdown;
 pub mod state;

@@ -1,10 +1,13 @@
 //! The popup API, natively: the same contract and the same decisions as the edge, because both call the
 //! core with the same inputs. One Redis round trip per resolve while the cached catalog is current.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use popup_core::context::{country_code, Platform};
 use popup_core::ids::{CampaignId, Timestamp, UserId};
@@ -25,6 +28,13 @@ fn random_nonce() -> Result<u64, ApiError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
+const IDENTITY_REFUSED: &str =
+    "With `POPUP_IDENTITY=jwt`: no `Authorization: Bearer` identity token, or one \
+    that is not valid (signature, algorithm, key, expiry, issuer, audience or customer claim).";
+const RATE_LIMITED: &str =
+    "Over the requests a minute allowed per customer (`POPUP_RATE_LIMIT_PER_CUSTOMER`) \
+    or per client address (`POPUP_RATE_LIMIT_PER_ADDRESS`).";
+
 /// `GET /v1/campaigns/popup`: 200 with the popup, or 204.
 #[utoipa::path(
     get,
@@ -32,7 +42,7 @@ fn random_nonce() -> Result<u64, ApiError> {
     tags = ["popup", "edge"],
     summary = "The popup this customer should see now, if any",
     params(
-        ("user_id" = String, Query, description = "The customer: 1 to 64 of `A-Z a-z 0-9 - _ . : @`.", pattern = r"^[A-Za-z0-9_.:@-]{1,64}$"),
+        ("user_id" = Option<String>, Query, description = "The customer: 1 to 64 of `A-Z a-z 0-9 - _ . : @`. Required with `POPUP_IDENTITY=user_id`; refused (400) with `jwt`, where the bearer token names the customer.", pattern = r"^[A-Za-z0-9_.:@-]{1,64}$"),
         ("placement" = Option<String>, Query, description = "Where in the app (`home`, `login`, ...), at most 64 bytes."),
         ("platform" = Option<Platform>, Query),
         ("app_version" = Option<String>, Query, description = "Like `5.2.0`.", example = "5.2.0"),
@@ -41,18 +51,25 @@ fn random_nonce() -> Result<u64, ApiError> {
     responses(
         (status = 200, description = "The popup to show; post its `impression_token` back with the events.", body = PopupResponse),
         (status = 204, description = "No popup for this customer now."),
+        (status = 401, description = IDENTITY_REFUSED, body = ErrorResponse,
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"`"))),
+        (status = 429, description = RATE_LIMITED, body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds until a request is admitted again."))),
     )
 )]
 pub async fn popup(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    limit_address(&state, &headers, peer)?;
     let mut query = PopupQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|error| ApiError::BadFields(vec![error]))?;
     query.context.country = country(&state, &headers);
     let now = now();
     let user = customer(&state, &headers, query.user, now).await?;
+    limit_customer(&state, &user)?;
     let flow = ResolveFlow::new(&state.keys, &user, now, state.cached_catalog());
     let replies = state.redis.run(flow.commands()).await.inspect_err(|_| outcome("unavailable"))?;
     let inputs = match flow.read(replies)? {
@@ -97,6 +114,43 @@ async fn customer(
             Ok(verifier.customer(authorization, now).await?)
         }
     }
+}
+
+/// Refuses a request over its client address's limit, before any work on it. The address is the trusted
+/// proxy's header when one is configured, else the connection's peer.
+fn limit_address(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<(), ApiError> {
+    let Some(limiter) = &state.limits.per_address else { return Ok(()) };
+    let address = match &state.client_address_header {
+        Some(header) => {
+            headers.get(header).and_then(|value| value.to_str().ok()).map(str::trim).map(String::from)
+        }
+        None => peer.map(|Extension(ConnectInfo(peer))| peer.ip().to_string()),
+    };
+    let Some(address) = address else { return Ok(()) };
+    admitted(limiter.admit(&address, now_ms()), "address")
+}
+
+/// Refuses a request over its customer's limit.
+fn limit_customer(state: &AppState, user: &UserId) -> Result<(), ApiError> {
+    let Some(limiter) = &state.limits.per_customer else { return Ok(()) };
+    admitted(limiter.admit(user.as_str(), now_ms()), "customer")
+}
+
+fn admitted(admission: Result<(), i64>, scope: &'static str) -> Result<(), ApiError> {
+    admission.map_err(|retry_after_ms| {
+        metrics::counter!("popup_rate_limited_total", "scope" => scope).increment(1);
+        ApiError::RateLimited(popup_core::limit::retry_after_seconds(retry_after_ms))
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The client's country from the trusted header, read as the edge reads the platform's (the core's
@@ -232,14 +286,20 @@ pub struct EventAccepted {
     responses(
         (status = 202, description = "Accepted; `recorded` is false for a retry of an event already recorded.", body = EventAccepted),
         (status = 404, description = "Not an event kind.", body = ErrorResponse),
+        (status = 401, description = IDENTITY_REFUSED, body = ErrorResponse,
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"`"))),
+        (status = 429, description = RATE_LIMITED, body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds until a request is admitted again."))),
     )
 )]
 pub async fn event(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Path((campaign, kind)): Path<(String, String)>,
     body: Result<JsonBody<EventRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    limit_address(&state, &headers, peer)?;
     let kind = EventKind::parse_from_app(&kind).ok_or(ApiError::NotFound("event kind"))?;
     let campaign =
         CampaignId(campaign.parse().map_err(|_| ApiError::bad_field("campaign_id", "must be a number"))?);
@@ -247,6 +307,7 @@ pub async fn event(
     let JsonBody(request) = body.map_err(ApiError::unreadable)?;
     let now = now();
     let user = customer(&state, &headers, request.user_id, now).await?;
+    limit_customer(&state, &user)?;
     let (token, dedupe_ttl_seconds) = state
         .tokens
         .verify_event(&request.impression_token, &user, campaign, now)

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use crate::config::{Config, ExposeSecret};
 use crate::identity::Identity;
+use crate::rate_limit::RequestLimits;
 use crate::redis_store::RedisStore;
 
 #[derive(Clone, Debug)]
@@ -23,6 +24,11 @@ pub struct Inner {
     pub tokens: Secrets,
     /// How the popup API knows its customer (`POPUP_IDENTITY`).
     pub identity: Identity,
+    /// The popup API's request limits, per customer and per client address.
+    pub limits: RequestLimits,
+    /// Where the per-address limit reads the client's address (`POPUP_CLIENT_ADDRESS_HEADER`), if not
+    /// from the connection.
+    pub client_address_header: Option<axum::http::HeaderName>,
     pub max_segment_bytes: u64,
     /// Where the popup API reads the client's country (`POPUP_COUNTRY_HEADER`), if anywhere.
     pub country_header: Option<axum::http::HeaderName>,
@@ -62,6 +68,8 @@ impl AppState {
             keys,
             tokens,
             identity: Identity::new(&config.identity)?,
+            limits: RequestLimits::new(config.rate_limit_per_customer, config.rate_limit_per_address),
+            client_address_header: config.client_address_header.clone(),
             max_segment_bytes: config.max_segment_bytes,
             country_header: config.country_header.clone(),
             dashboard: Dashboard::from_config(&config.dashboard),

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// A JSON body over the route's limit (axum's, or the route's own `DefaultBodyLimit`).
     #[error("the request body is larger than this endpoint accepts")]
     BodyTooLarge,
+    /// Over a request limit of the public API: 429 with `Retry-After`.
+    #[error("too many requests; retry after {0} s")]
+    RateLimited(u64),
     #[error("the store is unavailable")]
     Unavailable,
     #[error("the identity provider's keys are unavailable")]
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) | ApiError::BodyTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::IdentityUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "identity_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -182,6 +186,10 @@ impl IntoResponse for ApiError {
             return (status, [challenge], Json(ErrorResponse::new(code, self.to_string()))).into_response();
         }
         let (status, code) = self.status_and_code();
+        if let ApiError::RateLimited(seconds) = self {
+            let retry = (axum::http::header::RETRY_AFTER, seconds.to_string());
+            return (status, [retry], Json(ErrorResponse::new(code, self.to_string()))).into_response();
+        }
         let body = match self {
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "internal error");

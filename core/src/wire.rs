@@ -223,7 +223,7 @@ impl TryFrom<SkippedJson> for SkippedCampaign {
 
     fn try_from(json: SkippedJson) -> Result<Self, Self::Error> {
         let reason = Skip::from_code(&json.reason, json.rule).ok_or_else(|| {
-            alloc::format!("unknown skip reason {:?} (or rule_mismatch without a rule)", json.reason)
+            alloc::format!("unknown skip reason \"{}\" (or rule_mismatch without a rule)", json.reason)
         })?;
         Ok(SkippedCampaign { campaign_id: json.campaign_id, reason })
     }

@@ -128,7 +128,7 @@ mod tzdb {
     const STEP: i64 = 15 * 60;
 
     #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-    #[error("unknown time zone {0:?}")]
+    #[error("unknown time zone \"{0}\"")]
     pub struct UnknownZone(pub alloc::string::String);
 
     /// Compiles `name` into offsets covering `[from, until]`.

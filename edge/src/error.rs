@@ -13,6 +13,10 @@ use worker::{console_error, console_warn, Response};
 use crate::config::ConfigError;
 use crate::redis::StoreUnavailable;
 
+/// The period of the `[[ratelimits]]` bindings in wrangler.toml, in seconds: a limited client is told to
+/// retry after it (the binding does not say when its window ends).
+const RATE_LIMIT_PERIOD_SECONDS: &str = "60";
+
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     /// A request that cannot be read at all (its body, its path): 400.
@@ -40,6 +44,9 @@ pub enum EdgeError {
     /// The customer could not be known from the request's identity token: 401.
     #[error(transparent)]
     InvalidToken(IdentityError),
+    /// Over a rate-limiting binding's limit: 429 with `Retry-After` of its period.
+    #[error("too many requests; retry after {} s", RATE_LIMIT_PERIOD_SECONDS)]
+    RateLimited,
     /// The identity provider's keys could not be fetched: the customer cannot be known, so nothing is
     /// shown (503).
     #[error("the identity provider's keys are unavailable")]
@@ -72,6 +79,7 @@ impl EdgeError {
             EdgeError::Unavailable(_) => (503, "store_unavailable"),
             EdgeError::InvalidToken(_) => (401, "unauthorized"),
             EdgeError::IdentityUnavailable => (503, "identity_unavailable"),
+            EdgeError::RateLimited => (429, "rate_limited"),
             EdgeError::Config(_)
             | EdgeError::Store(_)
             | EdgeError::Token(_)
@@ -91,6 +99,7 @@ impl EdgeError {
             | EdgeError::NotFound(_)
             | EdgeError::MethodNotAllowed
             | EdgeError::InvalidToken(_)
+            | EdgeError::RateLimited
             | EdgeError::IdentityUnavailable => ErrorResponse::new(code, self.to_string()),
             EdgeError::Unavailable(error) => {
                 console_warn!("redis unavailable: {error}");
@@ -105,10 +114,14 @@ impl EdgeError {
 
     pub fn into_response(self) -> worker::Result<Response> {
         let (status, _) = self.status_and_code();
-        let challenge = matches!(self, EdgeError::InvalidToken(_));
+        let header = match self {
+            EdgeError::InvalidToken(_) => Some(("WWW-Authenticate", r#"Bearer error="invalid_token""#)),
+            EdgeError::RateLimited => Some(("Retry-After", RATE_LIMIT_PERIOD_SECONDS)),
+            _ => None,
+        };
         let response = Response::from_json(&self.body())?.with_status(status);
-        if challenge {
-            response.headers().set("WWW-Authenticate", r#"Bearer error="invalid_token""#)?;
+        if let Some((name, value)) = header {
+            response.headers().set(name, value)?;
         }
         Ok(response)
     }
@@ -133,6 +146,7 @@ mod tests {
             (EdgeError::Token(TokenError::InvalidClaims), 500, "internal"),
             (IdentityError::Expired.into(), 401, "unauthorized"),
             (IdentityError::KeysUnavailable.into(), 503, "identity_unavailable"),
+            (EdgeError::RateLimited, 429, "rate_limited"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status_and_code(), (status, code), "{error:?}");

@@ -1,13 +1,21 @@
 //! Carries the core's command plans to the REST API over `fetch`, with a deadline: a slow or unreachable
 //! Redis becomes [`StoreUnavailable`] within the configured timeout, never a hung request. The protocol
 //! itself (bodies, replies) is in [`crate::rest`].
+//!
+//! Every request goes through the isolate's circuit breaker (`popup_core::breaker`, with the origin's
+//! defaults): after repeated failures Redis is not asked for a cool-down, and requests get their 503 at
+//! once instead of each waiting out the timeout; then one request probes, and its success closes it.
+//! Opening and closing are logged.
 
+use std::cell::RefCell;
 use std::pin::pin;
 
 use futures_util::future::{select, Either};
+use popup_core::breaker::{Admission, Breaker, BreakerSettings, BreakerState};
+use popup_core::defaults;
 use popup_core::store::{Command, Reply};
 use worker::wasm_bindgen::JsValue;
-use worker::{web_sys, AbortController, Delay, Fetch, Request};
+use worker::{console_log, console_warn, web_sys, AbortController, Delay, Fetch, Request};
 
 use crate::config::RedisConfig;
 use crate::rest::{self, RestError};
@@ -20,6 +28,20 @@ pub enum StoreUnavailable {
     Fetch(#[source] worker::Error),
     #[error(transparent)]
     Protocol(#[from] RestError),
+    #[error("redis failed repeatedly; not asked again until the breaker's cool-down ends")]
+    CircuitOpen,
+}
+
+thread_local! {
+    /// The isolate's breaker: an isolate serves many requests one after another and side by side.
+    static BREAKER: RefCell<Breaker> = RefCell::new(Breaker::new(BreakerSettings {
+        failures_to_open: defaults::BREAKER_FAILURES,
+        cool_down_ms: defaults::BREAKER_COOL_DOWN_MS as i64,
+    }));
+}
+
+fn now_ms() -> i64 {
+    worker::js_sys::Date::now() as i64
 }
 
 impl From<worker::Error> for StoreUnavailable {
@@ -58,9 +80,26 @@ impl<'a> RedisClient<'a> {
         Ok(rest::decode_command(status, &body)?)
     }
 
+    /// POSTs `body` to `path` through the breaker: refused at once while it is open, and the outcome
+    /// reported to it otherwise.
+    async fn post(&self, path: &str, body: String) -> Result<(u16, String), StoreUnavailable> {
+        if let Admission::Refused { .. } = BREAKER.with_borrow_mut(|breaker| breaker.admit(now_ms())) {
+            return Err(StoreUnavailable::CircuitOpen);
+        }
+        let result = self.exchange(path, body).await;
+        match BREAKER.with_borrow_mut(|breaker| breaker.record(now_ms(), result.is_ok())) {
+            Some(BreakerState::Open) => {
+                console_warn!("redis breaker open: answering 503 at once for a cool-down")
+            }
+            Some(BreakerState::Closed) => console_log!("redis breaker closed: redis answered the probe"),
+            None => {}
+        }
+        result
+    }
+
     /// POSTs `body` to `path` and returns the status and the response text, both within the timeout. On
     /// timeout the request is aborted, so the runtime does not keep waiting for it either.
-    async fn post(&self, path: &str, body: String) -> Result<(u16, String), StoreUnavailable> {
+    async fn exchange(&self, path: &str, body: String) -> Result<(u16, String), StoreUnavailable> {
         // Built on web_sys directly: worker's RequestInit also carries Cloudflare's image and cache options,
         // whose conversion would add to the bundle what this request never uses.
         let headers = web_sys::Headers::new()?;

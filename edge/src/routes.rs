@@ -31,11 +31,13 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// is current (three commands), a second only when the catalog's version moved, and one after answering
 /// when the customer was held out of a campaign (its exposure, for lift).
 pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, EdgeError> {
+    limit_address(&env, &req).await?;
     let country = req.cf().and_then(|cf| cf.country());
     let (named, context) = parse_popup_query(&req.inner().url(), country)?;
     let config = Config::from_env(&env)?;
     let now = now();
     let user = identity::customer(&config.identity, req.headers().get("Authorization")?, named, now).await?;
+    limit(&env, CUSTOMER_LIMIT, user.as_str()).await?;
     let redis = RedisClient::new(&config.redis);
     let flow = ResolveFlow::new(&config.keys, &user, now, cache::cached());
     let replies = redis.pipeline(flow.commands()).await?;
@@ -79,6 +81,7 @@ struct EventAccepted {
 /// `POST /v1/campaigns/{id}/{kind}`: 202. `id` and `kind` are the raw path segments. One request to
 /// Redis (the event pipeline).
 pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<Response, EdgeError> {
+    limit_address(&env, &req).await?;
     let (campaign, kind) = parse_event_path(id, kind)?;
     let content_type = req.headers().get("Content-Type")?;
     let body = req
@@ -90,6 +93,7 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
     let now = now();
     let authorization = req.headers().get("Authorization")?;
     let user = identity::customer(&config.identity, authorization, request.user_id, now).await?;
+    limit(&env, CUSTOMER_LIMIT, user.as_str()).await?;
     let (token, dedupe_ttl_seconds) = config
         .tokens
         .verify_event(&request.impression_token, &user, campaign, now)
@@ -99,6 +103,48 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
     let outcome = plan.read(RedisClient::new(&config.redis).pipeline(plan.commands()).await?)?;
     let accepted = EventAccepted { recorded: outcome == EventOutcome::Recorded };
     Ok(Response::from_json(&accepted)?.with_status(202))
+}
+
+/// The platform's rate-limiting bindings (`[[ratelimits]]` in wrangler.toml): requests per customer, and
+/// per client address (`CF-Connecting-IP`, which Cloudflare sets). A binding that is not configured limits
+/// nothing.
+const CUSTOMER_LIMIT: &str = "CUSTOMER_LIMIT";
+const ADDRESS_LIMIT: &str = "ADDRESS_LIMIT";
+
+async fn limit_address(env: &Env, req: &Request) -> Result<(), EdgeError> {
+    match req.headers().get("CF-Connecting-IP")? {
+        Some(address) => limit(env, ADDRESS_LIMIT, &address).await,
+        None => Ok(()),
+    }
+}
+
+/// Asks the rate-limiting binding `binding` to admit a request for `key`: 429 when it does not. The
+/// binding counts per Cloudflare location and within its period; a binding that fails lets the request
+/// through, since the limits stop abuse and never decide what a customer is entitled to.
+async fn limit(env: &Env, binding: &str, key: &str) -> Result<(), EdgeError> {
+    match admitted(env, binding, key).await {
+        Ok(false) => Err(EdgeError::RateLimited),
+        Ok(true) => Ok(()),
+        Err(_) => {
+            worker::console_warn!("rate limiter {binding} failed; request let through");
+            Ok(())
+        }
+    }
+}
+
+/// The binding's answer: `limit({key})` resolves to `{success}`. True without the binding.
+async fn admitted(env: &Env, binding: &str, key: &str) -> Result<bool, worker::wasm_bindgen::JsValue> {
+    use worker::js_sys::{Object, Reflect};
+    use worker::wasm_bindgen::JsCast;
+    let limiter = Reflect::get(env.as_ref(), &binding.into())?;
+    if limiter.is_undefined() {
+        return Ok(true);
+    }
+    let options = Object::new();
+    Reflect::set(&options, &"key".into(), &key.into())?;
+    let limiter: worker::worker_sys::RateLimiter = limiter.unchecked_into();
+    let outcome = worker::wasm_bindgen_futures::JsFuture::from(limiter.limit(options)?).await?;
+    Ok(Reflect::get(&outcome, &"success".into())?.as_bool() != Some(false))
 }
 
 /// `GET /healthz`: 200 `ok`, like the origin's. Answering is the proof of life: it reads no configuration

@@ -63,6 +63,10 @@ pub const EDGE_COUNTRY: &str = "ID";
 /// both sides see the same country.
 pub const ORIGIN_COUNTRY_HEADER: &str = "CF-IPCountry";
 
+/// The trusted header the stack's origin reads the client's address from (`POPUP_CLIENT_ADDRESS_HEADER`),
+/// the one Cloudflare sets and the edge reads.
+pub const CLIENT_ADDRESS_HEADER: &str = "CF-Connecting-IP";
+
 /// How long a request of the edge may wait for the gateway. Above the production default (300 ms), so a
 /// loaded test machine running many stacks at once does not turn slow answers into 503s.
 pub const EDGE_REDIS_TIMEOUT_MS: u64 = 3000;
@@ -191,6 +195,8 @@ pub struct Reply {
     pub body: Value,
     /// The `WWW-Authenticate` header, if any.
     pub challenge: Option<String>,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -477,17 +483,35 @@ fn strip_ansi(text: &str) -> String {
 }
 
 /// The origin's `[vars]` etc., as the repository's `wrangler.toml` has them, with `main` pointing at the
-/// built bundle and without the `[build]` table (the stack runs what is built; it never rebuilds).
-fn derived_wrangler_toml(original: &str, entry: &Path) -> anyhow::Result<String> {
+/// built bundle, without the `[build]` table (the stack runs what is built; it never rebuilds), and the
+/// top-level `[[ratelimits]]` bindings set to `limits`.
+fn derived_wrangler_toml(original: &str, entry: &Path, limits: RateLimits) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut in_build = false;
+    let mut in_limits = false;
+    let mut limit = None;
+    let mut limits_set = 0;
     let mut mains = 0;
     for line in original.lines() {
         let trimmed = line.trim_start();
         if trimmed.starts_with('[') {
             in_build = trimmed.starts_with("[build]") || trimmed.starts_with("[build.");
+            in_limits = trimmed.starts_with("[[ratelimits]]");
         }
         if in_build {
+            continue;
+        }
+        if in_limits && trimmed.split('=').next().map(str::trim) == Some("name") {
+            limit = match trimmed.split('"').nth(1) {
+                Some("CUSTOMER_LIMIT") => Some(limits.per_customer),
+                Some("ADDRESS_LIMIT") => Some(limits.per_address),
+                other => bail!("wrangler.toml has a rate limit the e2e harness does not know: {other:?}"),
+            };
+        }
+        if in_limits && trimmed.starts_with("simple") {
+            let limit = limit.take().context("a [[ratelimits]] table's `simple` before its `name`")?;
+            out.push_str(&format!("simple = {{ limit = {limit}, period = 60 }}\n"));
+            limits_set += 1;
             continue;
         }
         if trimmed.starts_with("main") && trimmed[4..].trim_start().starts_with('=') {
@@ -500,6 +524,9 @@ fn derived_wrangler_toml(original: &str, entry: &Path) -> anyhow::Result<String>
     }
     if mains != 1 {
         bail!("wrangler.toml has {mains} top-level `main` lines; the e2e harness expects exactly one");
+    }
+    if limits_set != 2 {
+        bail!("wrangler.toml has {limits_set} top-level rate limits; the e2e harness expects two");
     }
     Ok(out)
 }
@@ -518,6 +545,21 @@ pub struct Settings {
     pub edge_redis_timeout_ms: u64,
     /// Identity tokens instead of a plain `user_id`, on the edge and the origin alike.
     pub jwt: Option<JwtSettings>,
+    /// The public API's abuse limits on the edge (its `[[ratelimits]]` bindings) and the origin.
+    pub rate_limits: RateLimits,
+}
+
+/// Requests a minute per customer and per client address; the defaults are the product's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_customer: u32,
+    pub per_address: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> RateLimits {
+        RateLimits { per_customer: 120, per_address: 6_000 }
+    }
 }
 
 /// `IDENTITY=jwt` (edge) and `POPUP_IDENTITY=jwt` (origin), with these keys and
@@ -530,7 +572,12 @@ pub struct JwtSettings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { edge_redis_rest_url: None, edge_redis_timeout_ms: EDGE_REDIS_TIMEOUT_MS, jwt: None }
+        Settings {
+            edge_redis_rest_url: None,
+            edge_redis_timeout_ms: EDGE_REDIS_TIMEOUT_MS,
+            jwt: None,
+            rate_limits: RateLimits::default(),
+        }
     }
 }
 
@@ -644,7 +691,10 @@ impl Stack {
             // not by a reconcile that happens to run in between.
             .env("POPUP_RECONCILE_SECONDS", "3600")
             .env("POPUP_REDIS_TIMEOUT_MS", "3000")
-            .env("POPUP_COUNTRY_HEADER", ORIGIN_COUNTRY_HEADER);
+            .env("POPUP_COUNTRY_HEADER", ORIGIN_COUNTRY_HEADER)
+            .env("POPUP_RATE_LIMIT_PER_CUSTOMER", settings.rate_limits.per_customer.to_string())
+            .env("POPUP_RATE_LIMIT_PER_ADDRESS", settings.rate_limits.per_address.to_string())
+            .env("POPUP_CLIENT_ADDRESS_HEADER", CLIENT_ADDRESS_HEADER);
         self.common_env(&mut origin);
         if let Some(jwt) = &settings.jwt {
             origin
@@ -674,7 +724,7 @@ impl Stack {
         fs::create_dir_all(&edge_dir)?;
         let original = fs::read_to_string(root.join("wrangler.toml")).context("reading wrangler.toml")?;
         let config = edge_dir.join("wrangler.toml");
-        fs::write(&config, derived_wrangler_toml(&original, &entry)?)?;
+        fs::write(&config, derived_wrangler_toml(&original, &entry, settings.rate_limits)?)?;
         let mut secrets =
             format!("REDIS_REST_TOKEN={}\nTOKEN_SECRET={}\n", self.gateway_token, self.token_secret);
         if let Some(jwt) = &settings.jwt {
@@ -873,10 +923,13 @@ impl Stack {
 
     async fn reply(response: reqwest::Response) -> anyhow::Result<Reply> {
         let status = response.status();
-        let challenge = response
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let header = |name| {
+            response.headers().get(name).map(|value: &reqwest::header::HeaderValue| {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            })
+        };
+        let challenge = header(reqwest::header::WWW_AUTHENTICATE);
+        let retry_after = header(reqwest::header::RETRY_AFTER);
         let bytes = response.bytes().await?;
         let body = if bytes.is_empty() {
             Value::Null
@@ -884,7 +937,7 @@ impl Stack {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Ok(Reply { status, body, challenge })
+        Ok(Reply { status, body, challenge, retry_after })
     }
 
     /// A request to the admin API (`/admin/v1{path}`) with the admin key.
@@ -944,6 +997,17 @@ impl Stack {
     pub async fn popup(&self, side: Side, query: &str) -> anyhow::Result<Reply> {
         let url = format!("{}/v1/campaigns/popup?{query}", self.base(side));
         let mut request = self.http.get(url);
+        if side == Side::Origin {
+            request = request.header(ORIGIN_COUNTRY_HEADER, EDGE_COUNTRY);
+        }
+        Stack::reply(request.send().await?).await
+    }
+
+    /// `GET /v1/campaigns/popup?{query}` on `side` from the client address `address` (the
+    /// [`CLIENT_ADDRESS_HEADER`] Cloudflare would set).
+    pub async fn popup_from(&self, side: Side, address: &str, query: &str) -> anyhow::Result<Reply> {
+        let url = format!("{}/v1/campaigns/popup?{query}", self.base(side));
+        let mut request = self.http.get(url).header(CLIENT_ADDRESS_HEADER, address);
         if side == Side::Origin {
             request = request.header(ORIGIN_COUNTRY_HEADER, EDGE_COUNTRY);
         }
@@ -1159,13 +1223,19 @@ mod tests {
     #[test]
     fn the_derived_wrangler_config_runs_the_bundle_without_building() {
         let original = "name = \"w\"\nmain = \"edge/build/index.js\"\ncompatibility_date = \"2026-04-20\"\n\n\
-            [build]\ncommand = \"scripts/build-edge\"\nwatch_dir = [\"edge/src\"]\n\n[vars]\nKEY_PREFIX = \"popup\"\n";
-        let derived = derived_wrangler_toml(original, Path::new("/repo/edge/build/index.js")).unwrap();
+            [build]\ncommand = \"scripts/build-edge\"\nwatch_dir = [\"edge/src\"]\n\n[vars]\nKEY_PREFIX = \"popup\"\n\n\
+            [[ratelimits]]\nname = \"CUSTOMER_LIMIT\"\nnamespace_id = \"1\"\nsimple = { limit = 120, period = 60 }\n\n\
+            [[ratelimits]]\nname = \"ADDRESS_LIMIT\"\nsimple = { limit = 6000, period = 60 }\n";
+        let limits = RateLimits { per_customer: 3, per_address: 7 };
+        let derived =
+            derived_wrangler_toml(original, Path::new("/repo/edge/build/index.js"), limits).unwrap();
         assert_eq!(
             derived,
             "name = \"w\"\nmain = \"/repo/edge/build/index.js\"\ncompatibility_date = \"2026-04-20\"\n\n\
-             [vars]\nKEY_PREFIX = \"popup\"\n"
+             [vars]\nKEY_PREFIX = \"popup\"\n\n\
+             [[ratelimits]]\nname = \"CUSTOMER_LIMIT\"\nnamespace_id = \"1\"\nsimple = { limit = 3, period = 60 }\n\n\
+             [[ratelimits]]\nname = \"ADDRESS_LIMIT\"\nsimple = { limit = 7, period = 60 }\n"
         );
-        assert!(derived_wrangler_toml("name = \"w\"\n", Path::new("/x")).is_err());
+        assert!(derived_wrangler_toml("name = \"w\"\n", Path::new("/x"), limits).is_err());
     }
 }

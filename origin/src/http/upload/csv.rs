@@ -104,6 +104,12 @@ pub struct CsvReader {
     between: bool,
     /// The line the record being read started on.
     line: u64,
+    /// The last line break seen was a CR, and whether an LF follows (CRLF, one break) or not (a lone CR, as
+    /// in old Mac files, also one break) is told by the next byte, maybe in the next chunk.
+    after_cr: bool,
+    /// csv_core has not been handed input yet. It drops a BOM at the start of its first input, which after
+    /// blank lines is not the file's start; the file's own BOM is dropped by [`CsvReader::start`].
+    fresh: bool,
     /// Why the record being read is dropped (over a limit); its bytes are read and thrown away.
     overflow: Option<&'static str>,
 }
@@ -120,6 +126,8 @@ impl Default for CsvReader {
             fields: 0,
             between: true,
             line: 1,
+            after_cr: false,
+            fresh: true,
             overflow: None,
         }
     }
@@ -172,9 +180,21 @@ impl CsvReader {
     fn parse(&mut self, mut input: &[u8], emit: &mut impl FnMut(Read<'_>)) {
         while !input.is_empty() {
             if self.between {
-                // csv_core skips blank lines itself, but then the line a record starts on is lost.
-                let start = input.iter().position(|&b| b != b'\n' && b != b'\r').unwrap_or(input.len());
-                let breaks = input[..start].iter().filter(|&&b| b == b'\n').count() as u64;
+                // csv_core skips blank lines itself, but then the line a record starts on is lost. It
+                // counts LFs only; a lone CR ends a line too.
+                let mut breaks = 0;
+                let mut start = 0;
+                while let Some(&byte) = input.get(start) {
+                    if std::mem::take(&mut self.after_cr) && byte != b'\n' {
+                        breaks += 1;
+                    }
+                    match byte {
+                        b'\n' => breaks += 1,
+                        b'\r' => self.after_cr = true,
+                        _ => break,
+                    }
+                    start += 1;
+                }
                 self.reader.set_line(self.reader.line() + breaks);
                 input = &input[start..];
                 if input.is_empty() {
@@ -183,8 +203,15 @@ impl CsvReader {
                 self.between = false;
                 self.line = self.reader.line();
             }
-            let (result, read, written, ended) =
-                self.reader.read_record(input, &mut self.output[self.used..], &mut self.ends[self.fields..]);
+            // The first byte alone the first time: too short to be taken for a BOM.
+            let offered = if std::mem::take(&mut self.fresh) { &input[..1] } else { input };
+            let (result, read, written, ended) = self.reader.read_record(
+                offered,
+                &mut self.output[self.used..],
+                &mut self.ends[self.fields..],
+            );
+            self.after_cr =
+                matches!(result, csv_core::ReadRecordResult::Record) && input[..read].last() == Some(&b'\r');
             input = &input[read..];
             self.used += written;
             self.fields += ended;
@@ -341,6 +368,30 @@ mod tests {
         assert_eq!(whole_and_bytewise("c-1\n\u{feff}c-2\n".as_bytes())[1], record(2, &["\u{feff}c-2"]));
         assert_eq!(whole_and_bytewise(b"ab"), [record(1, &["ab"])], "a file shorter than a BOM");
         assert!(read(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_bom_after_blank_lines_is_a_character_however_the_chunks_fall() {
+        // Found by fuzzing (fuzz/fuzz_targets/customer_csv.rs): read whole, csv_core dropped it.
+        let text = b"\n\n\xef\xbb\xbfid\n";
+        assert_eq!(whole_and_bytewise(text), [record(3, &["\u{feff}id"])]);
+        assert_eq!(read(&[&text[..3], &text[3..]]), [record(3, &["\u{feff}id"])]);
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_as_in_old_mac_files() {
+        // Found by fuzzing (fuzz/fuzz_targets/csv_upload.rs): every record was numbered line 1.
+        assert_eq!(whole_and_bytewise(b"\"-\"\r\rz\"\""), [record(1, &["-"]), record(3, &["z\"\""])]);
+        assert_eq!(
+            whole_and_bytewise(b"id\rc-1\r\rc-2\r\nc-3\n\rc-4"),
+            [
+                record(1, &["id"]),
+                record(2, &["c-1"]),
+                record(4, &["c-2"]),
+                record(5, &["c-3"]),
+                record(7, &["c-4"])
+            ]
+        );
     }
 
     #[test]

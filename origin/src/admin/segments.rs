@@ -75,6 +75,25 @@ struct IdReader {
     errors: LineErrors,
 }
 
+/// What an id file says, read in memory: its ids (none once a line is bad) and its bad lines.
+#[derive(Debug)]
+pub struct IdFile {
+    pub ids: Vec<String>,
+    pub bad_lines: Vec<popup_core::campaign::FieldError>,
+}
+
+/// Reads an id file handed over in `chunks`, split wherever an upload's body may be, with the reader
+/// uploads stream through: for checking the reader itself (its tests and its fuzz target).
+pub fn read_id_file(chunks: &[&[u8]]) -> IdFile {
+    let mut csv = CsvReader::default();
+    let mut reader = IdReader::default();
+    for chunk in chunks {
+        csv.feed(chunk, |record| reader.record(record));
+    }
+    csv.finish(|record| reader.record(record));
+    IdFile { ids: reader.pending, bad_lines: reader.errors.listed().to_vec() }
+}
+
 impl IdReader {
     fn record(&mut self, record: Read<'_>) {
         let record = match record {

@@ -503,17 +503,30 @@ pub const KID_REFETCH_INTERVAL_SECONDS: i64 = 60;
 /// How long a fetched key set is used before it is fetched again anyway (providers rotate keys in days).
 pub const KEY_SET_MAX_AGE_SECONDS: i64 = 3600;
 
+/// How long after a failed fetch of the key set it is tried again: soon, since without keys no customer
+/// can be known, but not on every request to a provider that is down.
+pub const KEY_SET_RETRY_SECONDS: i64 = 10;
+
 /// When the cached key set is fetched again, tracked beside the cache by the edge and the origin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KeyRefresh {
     fetched_at: Option<Timestamp>,
     kid_refetch_at: Option<Timestamp>,
+    /// The last fetch failed.
+    failed: bool,
 }
 
 impl KeyRefresh {
-    /// Whether the key set must be fetched before checking a token: none yet, or too old.
+    /// Whether the key set must be fetched before checking a token: none yet, too old, or the last fetch
+    /// failed a while ago.
     pub fn stale(&self, now: Timestamp) -> bool {
-        self.fetched_at.is_none_or(|at| now.0 - at.0 >= KEY_SET_MAX_AGE_SECONDS)
+        let max_age = if self.failed { KEY_SET_RETRY_SECONDS } else { KEY_SET_MAX_AGE_SECONDS };
+        self.fetched_at.is_none_or(|at| now.0 - at.0 >= max_age)
+    }
+
+    /// Records that the fetch last recorded by [`KeyRefresh::fetched`] failed.
+    pub fn failed(&mut self) {
+        self.failed = true;
     }
 
     /// Whether a token naming a key the cached set lacks may cause a fetch now.
@@ -524,6 +537,7 @@ impl KeyRefresh {
     /// Records a fetch (successful or not, so a failing provider is not asked on every request).
     pub fn fetched(&mut self, now: Timestamp, for_unknown_kid: bool) {
         self.fetched_at = Some(now);
+        self.failed = false;
         if for_unknown_kid {
             self.kid_refetch_at = Some(now);
         }
@@ -759,5 +773,16 @@ mod tests {
         refresh.fetched(Timestamp(NOW.0 + 1), true);
         assert!(!refresh.may_refetch_for_unknown_kid(Timestamp(NOW.0 + KID_REFETCH_INTERVAL_SECONDS)));
         assert!(refresh.may_refetch_for_unknown_kid(Timestamp(NOW.0 + 1 + KID_REFETCH_INTERVAL_SECONDS)));
+    }
+
+    #[test]
+    fn a_failed_fetch_is_retried_soon_but_not_at_once() {
+        let mut refresh = KeyRefresh::default();
+        refresh.fetched(NOW, false);
+        refresh.failed();
+        assert!(!refresh.stale(Timestamp(NOW.0 + KEY_SET_RETRY_SECONDS - 1)));
+        assert!(refresh.stale(Timestamp(NOW.0 + KEY_SET_RETRY_SECONDS)));
+        refresh.fetched(Timestamp(NOW.0 + KEY_SET_RETRY_SECONDS), false);
+        assert!(!refresh.stale(Timestamp(NOW.0 + 2 * KEY_SET_RETRY_SECONDS)), "a success lasts the hour");
     }
 }

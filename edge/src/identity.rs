@@ -59,10 +59,27 @@ async fn verify(
     settings.rules.check(&jws, now)
 }
 
-// An isolate runs one thread; neither slot is borrowed across an `await`.
+// An isolate runs one thread; no slot is borrowed across an `await`.
 thread_local! {
     static KEYS: RefCell<Option<Rc<KeySet>>> = const { RefCell::new(None) };
     static REFRESH: Cell<KeyRefresh> = Cell::new(KeyRefresh::default());
+    /// A fetch of the key set is under way, started by another request of this isolate.
+    static FETCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// How often a request waiting for another's fetch of the key set looks whether it is done, in ms.
+const FETCH_POLL_MS: u64 = 5;
+
+/// Waits while another request fetches the key set, so that requests arriving together at a new isolate
+/// (or with a new `kid`) use the keys it brings rather than failing without them. Bounded: the fetch is
+/// aborted after [`FETCH_TIMEOUT_MS`].
+async fn fetched() {
+    for _ in 0..=(u64::from(FETCH_TIMEOUT_MS) / FETCH_POLL_MS) {
+        if !FETCHING.get() {
+            return;
+        }
+        worker::Delay::from(std::time::Duration::from_millis(FETCH_POLL_MS)).await;
+    }
 }
 
 fn current() -> Option<Rc<KeySet>> {
@@ -73,6 +90,7 @@ async fn verify_with_key_set(url: &str, jws: &Jws<'_>, now: Timestamp) -> Result
     if REFRESH.get().stale(now) {
         fetch(url, now, false).await;
     }
+    fetched().await;
     let mut keys = current().filter(|keys| !keys.keys.is_empty()).ok_or(IdentityError::KeysUnavailable)?;
     let index = match keys.select(jws) {
         Err(IdentityError::UnknownKey) if REFRESH.get().may_refetch_for_unknown_kid(now) => {
@@ -94,11 +112,19 @@ async fn fetch(url: &str, now: Timestamp, for_unknown_kid: bool) {
     let mut refresh = REFRESH.get();
     refresh.fetched(now, for_unknown_kid);
     REFRESH.set(refresh);
-    match download(url).await {
+    FETCHING.set(true);
+    let downloaded = download(url).await;
+    FETCHING.set(false);
+    match downloaded {
         Ok(set) => {
             KEYS.with(|slot| *slot.borrow_mut() = Some(Rc::new(set)));
         }
-        Err(error) => worker::console_warn!("identity provider's keys not fetched from {url}: {error}"),
+        Err(error) => {
+            let mut refresh = REFRESH.get();
+            refresh.failed();
+            REFRESH.set(refresh);
+            worker::console_warn!("identity provider's keys not fetched from {url}: {error}");
+        }
     }
 }
 

@@ -163,7 +163,15 @@ impl RemoteKeySet {
                 tracing::info!(keys = keys.keys.len(), for_unknown_kid, "identity provider's keys fetched");
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
             }
-            Err(error) => tracing::warn!(%error, url = %self.url, "identity provider's keys not fetched"),
+            Err(error) => {
+                self.refresh.lock().unwrap_or_else(PoisonError::into_inner).failed();
+                tracing::warn!(
+                    %error,
+                    url = %self.url,
+                    retry_seconds = popup_core::identity::KEY_SET_RETRY_SECONDS,
+                    "identity provider's keys not fetched"
+                );
+            }
         }
     }
 

@@ -21,11 +21,14 @@
 //! that one `workerd` process, from `/proc`, per request. The difference between the two is what our
 //! worker costs per warm resolve: wasm, the JavaScript glue, the outgoing request and its answer. A third
 //! worker, in JavaScript, sends one small pipeline to the gateway and answers 204: what the platform's
-//! subrequest costs by itself, so the rest is our wasm and its glue.
+//! subrequest costs by itself, so the rest is our wasm and its glue. A second copy of our worker runs with
+//! `IDENTITY=jwt` (a key set served by this program, keys made here): its resolves carry an RS256, ES256 or
+//! HS256 identity token per customer, so the CPU of verifying one shows beside the unverified resolve.
 //!
 //! It prints one line per operation and, last, the same figures as one JSON object.
 
 use anyhow::{bail, Context as _};
+use popup_tests::identity::{KeySetServer, SigningKey, AUDIENCE, ISSUER};
 use popup_tests::{workspace_root, GatewayCounts, Side, Stack, StatusCode};
 use serde_json::{json, Value};
 
@@ -157,6 +160,14 @@ async fn main() -> anyhow::Result<()> {
         direct.subrequest_ms,
         direct.resolve_ms - direct.subrequest_ms
     );
+    for (alg, ms) in &direct.verified_ms {
+        println!(
+            "{:<28} {:>5.3} ms per warm resolve with an {alg} identity token: {:.3} ms above the unverified one",
+            format!("worker CPU, {alg}"),
+            ms,
+            ms - direct.resolve_ms
+        );
+    }
     println!("{}", cold_tally.line("resolve, catalog changed"));
     println!(
         "{}",
@@ -171,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
             "direct_workerd_cpu_ms_per_warm_resolve": direct.resolve_ms,
             "direct_workerd_cpu_ms_per_noop_request": direct.noop_ms,
             "direct_workerd_cpu_ms_per_js_subrequest": direct.subrequest_ms,
+            "direct_workerd_cpu_ms_per_verified_resolve": direct.verified_ms.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         })
     );
     Ok(())
@@ -248,6 +260,51 @@ struct DirectCpu {
     noop_ms: f64,
     /// A JavaScript worker that sends one pipeline to the gateway and answers 204.
     subrequest_ms: f64,
+    /// Resolves with an identity token, by its algorithm.
+    verified_ms: Vec<(&'static str, f64)>,
+}
+
+/// One GET, with an identity token or without.
+#[derive(Clone)]
+struct Get {
+    url: String,
+    bearer: Option<String>,
+}
+
+fn plain(urls: Vec<String>) -> Vec<Get> {
+    urls.into_iter().map(|url| Get { url, bearer: None }).collect()
+}
+
+/// The identity provider of the `jwt`-mode worker: its key set, served here, and an HS256 secret.
+struct Provider {
+    keys: KeySetServer,
+    rsa: SigningKey,
+    p256: SigningKey,
+    hs256_secret: String,
+}
+
+impl Provider {
+    async fn start() -> anyhow::Result<Provider> {
+        let (rsa, p256) = (SigningKey::rsa()?, SigningKey::p256()?);
+        let keys = KeySetServer::start(json!({"keys": [rsa.jwk("r1"), p256.jwk("e1")]})).await?;
+        Ok(Provider { keys, rsa, p256, hs256_secret: "a-benchmark-hs256-secret-of-32-bytes-or-more".into() })
+    }
+
+    /// A token for `user` signed with `alg`, valid for an hour.
+    fn token(&self, alg: &str, user: &str) -> anyhow::Result<String> {
+        let now = popup_tests::unix_now();
+        let claims =
+            json!({"iss": ISSUER, "aud": AUDIENCE, "sub": user, "iat": now, "nbf": now, "exp": now + 3600});
+        match alg {
+            "RS256" => self.rsa.sign(Some("r1"), &claims),
+            "ES256" => self.p256.sign(Some("e1"), &claims),
+            _ => Ok(popup_tests::identity::hs256(
+                &json!({"alg": "HS256", "typ": "JWT"}),
+                &claims,
+                Some(self.hs256_secret.as_bytes()),
+            )),
+        }
+    }
 }
 
 /// CPU seconds (user + system, all threads) of one process, from `/proc/<pid>/stat`.
@@ -280,7 +337,8 @@ fn capnp_string(text: &str) -> String {
 
 /// The workerd config: our bundle with the stack's settings on one socket, the no-op worker on another, and
 /// an outbound network limited to this machine (the gateway).
-fn workerd_config(stack: &Stack, popup_port: u16, noop_port: u16, subrequest_port: u16) -> String {
+fn workerd_config(stack: &Stack, provider: &Provider, ports: [u16; 4]) -> String {
+    let [popup_port, noop_port, subrequest_port, jwt_port] = ports;
     let vars = [
         ("REDIS_REST_URL", stack.gateway.as_str()),
         ("REDIS_REST_TOKEN", stack.gateway_token.as_str()),
@@ -290,10 +348,18 @@ fn workerd_config(stack: &Stack, popup_port: u16, noop_port: u16, subrequest_por
         ("REDIS_TIMEOUT_MS", "3000"),
         ("TOKEN_TTL_SECONDS", "86400"),
     ];
-    let bindings: Vec<String> = vars
-        .iter()
-        .map(|(name, value)| format!("(name = {}, text = {})", capnp_string(name), capnp_string(value)))
-        .collect();
+    let text = |(name, value): &(&str, &str)| {
+        format!("(name = {}, text = {})", capnp_string(name), capnp_string(value))
+    };
+    let bindings: Vec<String> = vars.iter().map(text).collect();
+    let identity = [
+        ("IDENTITY", "jwt"),
+        ("JWT_JWKS_URL", provider.keys.url.as_str()),
+        ("JWT_HS256_SECRET", provider.hs256_secret.as_str()),
+        ("JWT_ISSUER", ISSUER),
+        ("JWT_AUDIENCE", AUDIENCE),
+    ];
+    let jwt_bindings: Vec<String> = vars.iter().chain(identity.iter()).map(text).collect();
     format!(
         r#"using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -301,13 +367,24 @@ const config :Workerd.Config = (
     (name = "popup", worker = .popup),
     (name = "noop", worker = .noop),
     (name = "subrequest", worker = .subrequest),
+    (name = "popup_jwt", worker = .popupJwt),
     (name = "local", network = (allow = ["local", "private"])),
   ],
   sockets = [
     (name = "popup", address = "127.0.0.1:{popup_port}", http = (), service = "popup"),
     (name = "noop", address = "127.0.0.1:{noop_port}", http = (), service = "noop"),
     (name = "subrequest", address = "127.0.0.1:{subrequest_port}", http = (), service = "subrequest"),
+    (name = "popup_jwt", address = "127.0.0.1:{jwt_port}", http = (), service = "popup_jwt"),
   ],
+);
+const popupJwt :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = "2026-04-20",
+  bindings = [{jwt_bindings}],
+  globalOutbound = "local",
 );
 const popup :Workerd.Worker = (
   modules = [
@@ -329,24 +406,30 @@ const subrequest :Workerd.Worker = (
   globalOutbound = "local",
 );
 "#,
-        bindings = bindings.join(", ")
+        bindings = bindings.join(", "),
+        jwt_bindings = jwt_bindings.join(", ")
     )
 }
 
 /// `requests` GETs of `urls` (taken in turn) over `connections` concurrent connections; each must answer
 /// one of `expected`.
-async fn load(urls: &[String], requests: u64, connections: u64, expected: &[u16]) -> anyhow::Result<()> {
+async fn load(gets: &[Get], requests: u64, connections: u64, expected: &[u16]) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let mut workers = Vec::new();
     for worker in 0..connections {
-        let (client, urls, expected) = (client.clone(), urls.to_vec(), expected.to_vec());
+        let (client, gets, expected) = (client.clone(), gets.to_vec(), expected.to_vec());
         workers.push(tokio::spawn(async move {
             let mut n = worker;
             while n < requests {
-                let url = &urls[(n as usize) % urls.len()];
-                let status = client.get(url).send().await?.status().as_u16();
+                let get = &gets[(n as usize) % gets.len()];
+                let mut request = client.get(&get.url);
+                if let Some(token) = &get.bearer {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await?;
+                let status = response.status().as_u16();
                 if !expected.contains(&status) {
-                    bail!("{url} answered {status}");
+                    bail!("{} answered {status}: {}", get.url, response.text().await.unwrap_or_default());
                 }
                 n += connections;
             }
@@ -379,8 +462,10 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
          \x20 return new Response(null, { status: reply.ok ? 204 : 502 });\n\
          } };\n",
     )?;
-    let (popup_port, noop_port, subrequest_port) = (free_port()?, free_port()?, free_port()?);
-    std::fs::write(dir.join("config.capnp"), workerd_config(stack, popup_port, noop_port, subrequest_port))?;
+    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let [popup_port, noop_port, subrequest_port, jwt_port] = ports;
+    let provider = Provider::start().await?;
+    std::fs::write(dir.join("config.capnp"), workerd_config(stack, &provider, ports))?;
     let binary = workspace_root().join("node_modules/@cloudflare/workerd-linux-64/bin/workerd");
     let log = std::fs::File::create(dir.join("workerd.log"))?;
     let workerd = Stopped(
@@ -395,8 +480,8 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
     let pid = workerd.0.id();
 
     let popup_base = format!("http://127.0.0.1:{popup_port}");
-    let noop = vec![format!("http://127.0.0.1:{noop_port}/")];
-    let subrequest = vec![format!("http://127.0.0.1:{subrequest_port}/")];
+    let noop = plain(vec![format!("http://127.0.0.1:{noop_port}/")]);
+    let subrequest = plain(vec![format!("http://127.0.0.1:{subrequest_port}/")]);
     let warm = format!("{popup_base}/v1/campaigns/popup?user_id=demo-0001&placement=home&platform=ios");
     let mut ready = false;
     for _ in 0..300 {
@@ -413,14 +498,34 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
         bail!("workerd run directly did not answer a resolve within 30 s:\n{log}");
     }
     // A thousand customers, so counters and memberships vary as in real traffic; the catalog stays cached.
-    let resolves: Vec<String> = (0..1000)
-        .map(|n| {
-            format!("{popup_base}/v1/campaigns/popup?user_id=cpu-direct-{n}&placement=home&platform=ios")
-        })
-        .collect();
+    let resolves = plain(
+        (0..1000)
+            .map(|n| {
+                format!("{popup_base}/v1/campaigns/popup?user_id=cpu-direct-{n}&placement=home&platform=ios")
+            })
+            .collect(),
+    );
+    // The same customers, named by their identity tokens.
+    let jwt_url = format!("http://127.0.0.1:{jwt_port}/v1/campaigns/popup?placement=home&platform=ios");
+    let mut verified = Vec::new();
+    for alg in ["RS256", "ES256", "HS256"] {
+        let gets = (0..1000)
+            .map(|n| {
+                let bearer = provider.token(alg, &format!("cpu-direct-{n}"))?;
+                Ok(Get { url: jwt_url.clone(), bearer: Some(bearer) })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        verified.push((alg, gets));
+    }
     load(&resolves, 500, CONNECTIONS, &[200, 204]).await?;
     load(&noop, 500, CONNECTIONS, &[204]).await?;
     load(&subrequest, 500, CONNECTIONS, &[204]).await?;
+    for (alg, gets) in &verified {
+        if let Err(error) = load(gets, 500, CONNECTIONS, &[200, 204]).await {
+            let log = std::fs::read_to_string(dir.join("workerd.log")).unwrap_or_default();
+            bail!("{alg} resolves failed: {error:#}\nworkerd's log:\n{log}");
+        }
+    }
 
     let before = process_cpu_seconds(pid)?;
     load(&noop, requests, CONNECTIONS, &[204]).await?;
@@ -431,11 +536,18 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
     let before = process_cpu_seconds(pid)?;
     load(&resolves, requests, CONNECTIONS, &[200, 204]).await?;
     let resolve_seconds = process_cpu_seconds(pid)? - before;
+    let mut verified_ms = Vec::new();
+    for (alg, gets) in &verified {
+        let before = process_cpu_seconds(pid)?;
+        load(gets, requests, CONNECTIONS, &[200, 204]).await?;
+        verified_ms.push((*alg, (process_cpu_seconds(pid)? - before) * 1000.0 / requests as f64));
+    }
     drop(workerd);
     Ok(DirectCpu {
         requests,
         resolve_ms: resolve_seconds * 1000.0 / requests as f64,
         noop_ms: noop_seconds * 1000.0 / requests as f64,
         subrequest_ms: subrequest_seconds * 1000.0 / requests as f64,
+        verified_ms,
     })
 }

@@ -85,12 +85,8 @@ pub struct IdFile {
 /// Reads an id file handed over in `chunks`, split wherever an upload's body may be, with the reader
 /// uploads stream through: for checking the reader itself (its tests and its fuzz target).
 pub fn read_id_file(chunks: &[&[u8]]) -> IdFile {
-    let mut csv = CsvReader::default();
     let mut reader = IdReader::default();
-    for chunk in chunks {
-        csv.feed(chunk, |record| reader.record(record));
-    }
-    csv.finish(|record| reader.record(record));
+    CsvReader::read_all(chunks.iter().copied(), |record| reader.record(record));
     IdFile { ids: reader.pending, bad_lines: reader.errors.listed().to_vec() }
 }
 
@@ -576,12 +572,8 @@ mod tests {
     use super::*;
 
     fn parse(chunks: &[&str]) -> IdReader {
-        let mut csv = CsvReader::default();
         let mut reader = IdReader::default();
-        for chunk in chunks {
-            csv.feed(chunk.as_bytes(), |record| reader.record(record));
-        }
-        csv.finish(|record| reader.record(record));
+        CsvReader::read_all(chunks.iter().map(|chunk| chunk.as_bytes()), |record| reader.record(record));
         reader
     }
 

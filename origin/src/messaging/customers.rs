@@ -281,12 +281,8 @@ pub struct CustomerFile {
 /// Reads a customer CSV handed over in `chunks` as an import does, without writing it: for checking the
 /// reader itself (its fuzz target).
 pub fn read_customer_file(chunks: &[&[u8]]) -> CustomerFile {
-    let mut csv = CsvReader::default();
     let mut import = Import::default();
-    for chunk in chunks {
-        csv.feed(chunk, |record| import.record(record));
-    }
-    csv.finish(|record| import.record(record));
+    CsvReader::read_all(chunks.iter().copied(), |record| import.record(record));
     let mut problems = import.errors.listed().to_vec();
     if let Some(ApiError::Invalid(fatal)) = import.fatal {
         problems.extend(fatal);
@@ -434,24 +430,17 @@ mod tests {
 
     /// Each record as its line and fields, or its error, read as the import reads them.
     fn records(chunks: &[&str]) -> Vec<Result<(u64, Vec<String>), String>> {
-        let mut csv = CsvReader::default();
         let mut out = Vec::new();
-        let mut emit = |read: Read<'_>| {
+        CsvReader::read_all(chunks.iter().map(|chunk| chunk.as_bytes()), |read| {
             out.push(read.map(|r| (r.line(), r.fields().map(String::from).collect())).map_err(|e| e.message))
-        };
-        for chunk in chunks {
-            csv.feed(chunk.as_bytes(), &mut emit);
-        }
-        csv.finish(&mut emit);
+        });
         out
     }
 
     /// Runs the records of `text` through an import, without writing.
     fn import(text: &str) -> Import {
-        let mut csv = CsvReader::default();
         let mut import = Import::default();
-        csv.feed(text.as_bytes(), |record| import.record(record));
-        csv.finish(|record| import.record(record));
+        CsvReader::read_all([text.as_bytes()], |record| import.record(record));
         import
     }
 

@@ -147,6 +147,15 @@ impl CsvReader {
         }
     }
 
+    /// Reads a whole file handed over in `chunks` (in memory, split anywhere), handing `emit` every record.
+    pub fn read_all<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, mut emit: impl FnMut(Read<'_>)) {
+        let mut reader = CsvReader::default();
+        for chunk in chunks {
+            reader.feed(chunk, &mut emit);
+        }
+        reader.finish(emit);
+    }
+
     /// The end of the input: hands `emit` the last record, if the file does not end with a line break.
     pub fn finish(&mut self, mut emit: impl FnMut(Read<'_>)) {
         if !self.head_done {
@@ -314,15 +323,10 @@ mod tests {
 
     /// What the reader makes of `chunks`: each record as its line and fields, or its error.
     fn read(chunks: &[&[u8]]) -> Vec<Result<(u64, Vec<String>), BadRecord>> {
-        let mut reader = CsvReader::default();
         let mut out = Vec::new();
-        let mut emit = |read: Read<'_>| {
+        CsvReader::read_all(chunks.iter().copied(), |read| {
             out.push(read.map(|r| (r.line(), r.fields().map(String::from).collect())));
-        };
-        for chunk in chunks {
-            reader.feed(chunk, &mut emit);
-        }
-        reader.finish(&mut emit);
+        });
         out
     }
 

@@ -131,13 +131,13 @@ fn limit_address(
         None => peer.map(|Extension(ConnectInfo(peer))| peer.ip().to_string()),
     };
     let Some(address) = address else { return Ok(()) };
-    admitted(limiter.admit(&address, now_ms()), "address")
+    admitted(limiter.admit(&address), "address")
 }
 
 /// Refuses a request over its customer's limit.
 fn limit_customer(state: &AppState, user: &UserId) -> Result<(), ApiError> {
     let Some(limiter) = &state.limits.per_customer else { return Ok(()) };
-    admitted(limiter.admit(user.as_str(), now_ms()), "customer")
+    admitted(limiter.admit(user.as_str()), "customer")
 }
 
 fn admitted(admission: Result<(), i64>, scope: &'static str) -> Result<(), ApiError> {
@@ -145,12 +145,6 @@ fn admitted(admission: Result<(), i64>, scope: &'static str) -> Result<(), ApiEr
         metrics::counter!("popup_rate_limited_total", "scope" => scope).increment(1);
         ApiError::RateLimited(popup_core::limit::retry_after_seconds(retry_after_ms))
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The client's country from the trusted header, read as the edge reads the platform's (the core's

@@ -7,6 +7,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use popup_core::limit::{Admission, Rate};
 
@@ -21,6 +22,8 @@ const PRUNE_AT: usize = 10_000;
 pub struct Limiter {
     rate: Rate,
     shards: Vec<Mutex<Shard>>,
+    /// The limiter's clock: monotonic, so a wall clock set back cannot refuse or admit a burst.
+    started: Instant,
 }
 
 #[derive(Debug)]
@@ -34,11 +37,17 @@ struct Shard {
 impl Limiter {
     pub fn new(rate: Rate) -> Limiter {
         let shard = || Mutex::new(Shard { states: HashMap::new(), prune_at: PRUNE_AT });
-        Limiter { rate, shards: (0..SHARDS).map(|_| shard()).collect() }
+        Limiter { rate, shards: (0..SHARDS).map(|_| shard()).collect(), started: Instant::now() }
     }
 
-    /// Admits a request for `key` at `now_ms`, or says in how many ms one would be.
-    pub fn admit(&self, key: &str, now_ms: i64) -> Result<(), i64> {
+    /// Admits a request for `key` now, or says in how many ms one would be.
+    pub fn admit(&self, key: &str) -> Result<(), i64> {
+        let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.admit_at(key, now_ms)
+    }
+
+    /// Admits a request for `key` at `now_ms` of the limiter's clock.
+    fn admit_at(&self, key: &str, now_ms: i64) -> Result<(), i64> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let shard = &self.shards[(hasher.finish() % SHARDS as u64) as usize];
@@ -85,21 +94,21 @@ mod tests {
     #[test]
     fn keys_are_limited_apart_and_idle_ones_are_dropped() {
         let limiter = Limiter::new(Rate { requests: 2, period_ms: 1_000 });
-        assert_eq!(limiter.admit("a", 0), Ok(()));
-        assert_eq!(limiter.admit("a", 0), Ok(()));
-        assert_eq!(limiter.admit("a", 0), Err(500));
-        assert_eq!(limiter.admit("b", 0), Ok(()), "another key has its own limit");
-        assert_eq!(limiter.admit("a", 500), Ok(()));
+        assert_eq!(limiter.admit_at("a", 0), Ok(()));
+        assert_eq!(limiter.admit_at("a", 0), Ok(()));
+        assert_eq!(limiter.admit_at("a", 0), Err(500));
+        assert_eq!(limiter.admit_at("b", 0), Ok(()), "another key has its own limit");
+        assert_eq!(limiter.admit_at("a", 500), Ok(()));
 
         // Busy keys are all kept (forgetting one would let it burst again)...
         let busy = PRUNE_AT * SHARDS;
         for n in 0..busy {
-            assert_eq!(limiter.admit(&format!("k{n}"), 10_000), Ok(()));
+            assert_eq!(limiter.admit_at(&format!("k{n}"), 10_000), Ok(()));
         }
         assert!(limiter.keys() > busy, "{} keys kept", limiter.keys());
         // ...and once idle, a shard's next prune drops them.
         for n in 0..busy {
-            assert_eq!(limiter.admit(&format!("later{n}"), 20_000), Ok(()));
+            assert_eq!(limiter.admit_at(&format!("later{n}"), 20_000), Ok(()));
         }
         assert!(limiter.keys() < 2 * busy, "{} keys kept", limiter.keys());
     }

@@ -188,6 +188,15 @@ pub enum Side {
     Edge,
 }
 
+/// A campaign spec anyone may see, started long ago, as often as they like.
+pub fn campaign(name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "schedule": {"start": "2026-01-01T00:00:00Z"},
+        "creative": {"title": format!("{name} title"), "body": "Body", "action_url": "bankapp://promo"}
+    })
+}
+
 /// A response: its status and its body as JSON (`Null` when empty, a JSON string when it is not JSON).
 #[derive(Clone, Debug)]
 pub struct Reply {

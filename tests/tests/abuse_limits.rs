@@ -9,16 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use popup_core::defaults;
-use popup_tests::{RateLimits, Settings, Side, Stack, StatusCode};
-use serde_json::{json, Value};
-
-fn campaign(name: &str) -> Value {
-    json!({
-        "name": name,
-        "schedule": {"start": "2026-01-01T00:00:00Z"},
-        "creative": {"title": format!("{name} title"), "body": "Body", "action_url": "bankapp://promo"}
-    })
-}
+use popup_tests::{campaign, RateLimits, Settings, Side, Stack, StatusCode};
 
 #[tokio::test]
 async fn over_a_limit_the_edge_and_the_origin_answer_429_then_serve_again() {

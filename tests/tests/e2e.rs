@@ -7,17 +7,8 @@ use std::collections::BTreeSet;
 
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::token::{issue, TokenClaims};
-use popup_tests::{Method, Reply, Settings, Side, Stack, StatusCode, EDGE_COUNTRY};
+use popup_tests::{campaign, Method, Reply, Settings, Side, Stack, StatusCode, EDGE_COUNTRY};
 use serde_json::{json, Value};
-
-/// A campaign anyone may see, started long ago, as often as they like.
-fn campaign(name: &str) -> Value {
-    json!({
-        "name": name,
-        "schedule": {"start": "2026-01-01T00:00:00Z"},
-        "creative": {"title": format!("{name} title"), "body": "Body", "action_url": "bankapp://promo"}
-    })
-}
 
 fn with(mut spec: Value, field: &str, value: Value) -> Value {
     spec[field] = value;

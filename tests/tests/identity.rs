@@ -8,16 +8,8 @@
 use std::collections::BTreeMap;
 
 use popup_tests::identity::{claims, hs256, KeySetServer, SigningKey, AUDIENCE, ISSUER};
-use popup_tests::{unix_now, JwtSettings, Reply, Settings, Side, Stack, StatusCode};
+use popup_tests::{campaign, unix_now, JwtSettings, Reply, Settings, Side, Stack, StatusCode};
 use serde_json::{json, Value};
-
-fn campaign(name: &str) -> Value {
-    json!({
-        "name": name,
-        "schedule": {"start": "2026-01-01T00:00:00Z"},
-        "creative": {"title": format!("{name} title"), "body": "Body", "action_url": "bankapp://promo"}
-    })
-}
 
 /// Everything under the stack's prefix that a request could change: each key with its type and content
 /// (streams by the number of entries ever added, which ingest reading them does not change).

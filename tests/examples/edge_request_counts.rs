@@ -360,6 +360,21 @@ fn workerd_config(stack: &Stack, provider: &Provider, ports: [u16; 4]) -> String
         ("JWT_AUDIENCE", AUDIENCE),
     ];
     let jwt_bindings: Vec<String> = vars.iter().chain(identity.iter()).map(text).collect();
+    // Our bundle, with these bindings: the plain worker and the `jwt` one differ only in them.
+    let our_worker = |bindings: &[String]| {
+        format!(
+            r#"(
+  modules = [
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = "2026-04-20",
+  bindings = [{}],
+  globalOutbound = "local",
+)"#,
+            bindings.join(", ")
+        )
+    };
     format!(
         r#"using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -377,24 +392,8 @@ const config :Workerd.Config = (
     (name = "popup_jwt", address = "127.0.0.1:{jwt_port}", http = (), service = "popup_jwt"),
   ],
 );
-const popupJwt :Workerd.Worker = (
-  modules = [
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
-  ],
-  compatibilityDate = "2026-04-20",
-  bindings = [{jwt_bindings}],
-  globalOutbound = "local",
-);
-const popup :Workerd.Worker = (
-  modules = [
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
-  ],
-  compatibilityDate = "2026-04-20",
-  bindings = [{bindings}],
-  globalOutbound = "local",
-);
+const popupJwt :Workerd.Worker = {jwt_worker};
+const popup :Workerd.Worker = {popup_worker};
 const noop :Workerd.Worker = (
   modules = [(name = "noop.js", esModule = embed "noop.js")],
   compatibilityDate = "2026-04-20",
@@ -406,8 +405,9 @@ const subrequest :Workerd.Worker = (
   globalOutbound = "local",
 );
 "#,
+        jwt_worker = our_worker(&jwt_bindings),
+        popup_worker = our_worker(&bindings),
         bindings = bindings.join(", "),
-        jwt_bindings = jwt_bindings.join(", ")
     )
 }
 

@@ -19,9 +19,11 @@
 //!
 //! Everything that must agree with the origin has the origin's default: both take it from
 //! `popup_core::defaults`. The parsing is plain Rust over a lookup function, so it is tested natively;
-//! [`Config::from_env`] reads the worker's bindings.
+//! [`Config::from_env`] reads the worker's bindings, and [`Config::of_isolate`] keeps what it read.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::time::Duration;
 
 use popup_core::defaults;
@@ -92,7 +94,25 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
+thread_local! {
+    /// The isolate's configuration, read on its first request. An isolate's bindings never change while it
+    /// lives (a new deployment or secret starts new isolates), and reading a dozen of them through JavaScript
+    /// on every request was a measurable share of its CPU. A configuration that fails is not kept: each
+    /// request reads it again and answers with the error.
+    static ISOLATE_CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+}
+
 impl Config {
+    /// The isolate's configuration: read from `env` once, then kept.
+    pub fn of_isolate(env: &worker::Env) -> Result<Rc<Config>, ConfigError> {
+        if let Some(config) = ISOLATE_CONFIG.with_borrow(Option::clone) {
+            return Ok(config);
+        }
+        let config = Rc::new(Config::from_env(env)?);
+        ISOLATE_CONFIG.with_borrow_mut(|slot| *slot = Some(Rc::clone(&config)));
+        Ok(config)
+    }
+
     /// Reads the worker's vars and secrets.
     pub fn from_env(env: &worker::Env) -> Result<Config, ConfigError> {
         // Secrets are string bindings like vars; `var` reads both.

@@ -8,7 +8,8 @@ use popup_core::identity::IdentityError;
 use popup_core::store::StoreError;
 use popup_core::token::TokenError;
 use popup_core::wire::ErrorResponse;
-use worker::{console_error, console_warn, Response};
+use worker::wasm_bindgen::JsValue;
+use worker::{console_error, console_warn, web_sys};
 
 use crate::config::ConfigError;
 use crate::redis::StoreUnavailable;
@@ -112,18 +113,20 @@ impl EdgeError {
         }
     }
 
-    pub fn into_response(self) -> worker::Result<Response> {
+    pub fn into_response(self) -> worker::Result<web_sys::Response> {
         let (status, _) = self.status_and_code();
         let header = match self {
             EdgeError::InvalidToken(_) => Some(("WWW-Authenticate", r#"Bearer error="invalid_token""#)),
             EdgeError::RateLimited => Some(("Retry-After", RATE_LIMIT_PERIOD_SECONDS)),
             _ => None,
         };
-        let response = Response::from_json(&self.body())?.with_status(status);
-        if let Some((name, value)) = header {
-            response.headers().set(name, value)?;
-        }
-        Ok(response)
+        Ok(crate::http::json(status, &self.body(), header)?)
+    }
+}
+
+impl From<JsValue> for EdgeError {
+    fn from(error: JsValue) -> EdgeError {
+        EdgeError::Runtime(error.into())
     }
 }
 

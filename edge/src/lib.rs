@@ -5,6 +5,7 @@
 //! - this file: the fetch handler and the router ([`route`]);
 //! - [`routes`]: the popup and event endpoints, and their request parsing; `/healthz`;
 //! - [`error`]: the one error type, mapped to a status and a JSON body;
+//! - [`http`]: the runtime's request and response, read and built directly;
 //! - [`config`]: wrangler vars and secrets;
 //! - [`identity`]: the customer from the bank's identity token (`IDENTITY=jwt`), keys from its key set;
 //! - [`rest`]: the Upstash REST protocol (request bodies, replies), plain Rust tested natively;
@@ -16,22 +17,23 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod identity;
 pub mod redis;
 pub mod rest;
 pub mod routes;
 
-use worker::{event, Context, Env, Method, Request, Response};
+use worker::{event, web_sys, Context, Env};
 
 use crate::error::EdgeError;
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let path = req.path();
-    let result = match (route(&path), req.method()) {
-        (Some(Route::Health), Method::Get) => routes::healthz(),
-        (Some(Route::Popup), Method::Get) => routes::popup(req, env, &ctx).await,
-        (Some(Route::Event { id, kind }), Method::Post) => routes::event(req, env, id, kind).await,
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+    let url = req.url();
+    let result = match (route(http::path(&url)), req.method().as_str()) {
+        (Some(Route::Health), "GET") => routes::healthz(),
+        (Some(Route::Popup), "GET") => routes::popup(&req, &url, env, &ctx).await,
+        (Some(Route::Event { id, kind }), "POST") => routes::event(&req, env, id, kind).await,
         (Some(_), _) => Err(EdgeError::MethodNotAllowed),
         (None, _) => Err(EdgeError::NotFound("route")),
     };

@@ -16,11 +16,13 @@ use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, Res
 use popup_core::stream::holdout_appends;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
-use worker::{Context, Date, Env, Request, Response};
+use worker::web_sys::{Request, Response};
+use worker::{Context, Date, Env};
 
 use crate::cache;
 use crate::config::Config;
 use crate::error::EdgeError;
+use crate::http;
 use crate::identity;
 use crate::redis::RedisClient;
 
@@ -30,13 +32,12 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// `GET /v1/campaigns/popup`: 200 with the popup, or 204. One request to Redis while the cached catalog
 /// is current (three commands), a second only when the catalog's version moved, and one after answering
 /// when the customer was held out of a campaign (its exposure, for lift).
-pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, EdgeError> {
-    limit_address(&env, &req).await?;
-    let country = req.cf().and_then(|cf| cf.country());
-    let (named, context) = parse_popup_query(&req.inner().url(), country)?;
-    let config = Config::from_env(&env)?;
+pub async fn popup(req: &Request, url: &str, env: Env, ctx: &Context) -> Result<Response, EdgeError> {
+    limit_address(&env, req).await?;
+    let (named, context) = parse_popup_query(url, http::country(req))?;
+    let config = Config::of_isolate(&env)?;
     let now = now();
-    let user = identity::customer(&config.identity, req.headers().get("Authorization")?, named, now).await?;
+    let user = identity::customer(&config.identity, http::header(req, "Authorization")?, named, now).await?;
     limit(&env, CUSTOMER_LIMIT, user.as_str()).await?;
     let redis = RedisClient::new(&config.redis);
     let flow = ResolveFlow::new(&config.keys, &user, now, cache::cached());
@@ -55,10 +56,10 @@ pub async fn popup(req: Request, env: Env, ctx: &Context) -> Result<Response, Ed
         resolve(&inputs.catalog, &Subject { user: &user, state: &inputs.user, context: &context, now });
     let holdouts = holdout_appends(&config.keys, &user, &decision.holdouts, now);
     let response = match decision.chosen {
-        None => Response::empty()?.with_status(204),
+        None => http::empty(204)?,
         Some(selection) => {
             let token = config.tokens.issue(&selection.token_claims(&user, now, random_nonce()?))?;
-            Response::from_json(&PopupResponse::new(&selection, token))?
+            http::json(200, &PopupResponse::new(&selection, token), None)?
         }
     };
     if !holdouts.is_empty() {
@@ -80,18 +81,18 @@ struct EventAccepted {
 
 /// `POST /v1/campaigns/{id}/{kind}`: 202. `id` and `kind` are the raw path segments. One request to
 /// Redis (the event pipeline).
-pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<Response, EdgeError> {
-    limit_address(&env, &req).await?;
+pub async fn event(req: &Request, env: Env, id: &str, kind: &str) -> Result<Response, EdgeError> {
+    limit_address(&env, req).await?;
     let (campaign, kind) = parse_event_path(id, kind)?;
-    let content_type = req.headers().get("Content-Type")?;
-    let body = req
-        .bytes()
-        .await
-        .map_err(|error| EdgeError::BadRequest(format!("Failed to buffer the request body: {error}")))?;
+    let content_type = http::header(req, "Content-Type")?;
+    let body = http::body(req).await.map_err(|error| {
+        let error = worker::Error::from(error);
+        EdgeError::BadRequest(format!("Failed to buffer the request body: {error}"))
+    })?;
     let request = parse_event_body(content_type.as_deref(), &body)?;
-    let config = Config::from_env(&env)?;
+    let config = Config::of_isolate(&env)?;
     let now = now();
-    let authorization = req.headers().get("Authorization")?;
+    let authorization = http::header(req, "Authorization")?;
     let user = identity::customer(&config.identity, authorization, request.user_id, now).await?;
     limit(&env, CUSTOMER_LIMIT, user.as_str()).await?;
     let (token, dedupe_ttl_seconds) = config
@@ -102,7 +103,7 @@ pub async fn event(mut req: Request, env: Env, id: &str, kind: &str) -> Result<R
     let plan = EventPlan::new(&config.keys, &event);
     let outcome = plan.read(RedisClient::new(&config.redis).pipeline(plan.commands()).await?)?;
     let accepted = EventAccepted { recorded: outcome == EventOutcome::Recorded };
-    Ok(Response::from_json(&accepted)?.with_status(202))
+    Ok(http::json(202, &accepted, None)?)
 }
 
 /// The platform's rate-limiting bindings (`[[ratelimits]]` in wrangler.toml): requests per customer, and
@@ -112,7 +113,7 @@ const CUSTOMER_LIMIT: &str = "CUSTOMER_LIMIT";
 const ADDRESS_LIMIT: &str = "ADDRESS_LIMIT";
 
 async fn limit_address(env: &Env, req: &Request) -> Result<(), EdgeError> {
-    match req.headers().get("CF-Connecting-IP")? {
+    match http::header(req, "CF-Connecting-IP")? {
         Some(address) => limit(env, ADDRESS_LIMIT, &address).await,
         None => Ok(()),
     }
@@ -151,7 +152,7 @@ async fn admitted(env: &Env, binding: &str, key: &str) -> Result<bool, worker::w
 /// and sends nothing to Redis, so a monitor probing it costs no Redis request and passes while Redis is
 /// down (the popup API then answers 503, which is what a readiness check would look at).
 pub fn healthz() -> Result<Response, EdgeError> {
-    Ok(Response::ok("ok")?)
+    Ok(http::text(200, "ok")?)
 }
 
 /// The customer and the request context from the request URL's query, as the origin reads them, plus the

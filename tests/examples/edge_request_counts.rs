@@ -25,6 +25,11 @@
 //! `IDENTITY=jwt` (a key set served by this program, keys made here): its resolves carry an RS256, ES256 or
 //! HS256 identity token per customer, so the CPU of verifying one shows beside the unverified resolve.
 //!
+//! With `BENCH_EDGE_INSPECTOR=127.0.0.1:9229` the directly run `workerd` serves V8's inspector there, and
+//! before measuring it sends 30,000 warm resolves alone: a window in which to take a CPU profile of our
+//! worker (`ws://127.0.0.1:9229/popup`, with DevTools or any client of the protocol's `Profiler` domain;
+//! build with `EDGE_KEEP_NAMES=1` for the wasm's function names).
+//!
 //! It prints one line per operation and, last, the same figures as one JSON object.
 
 use anyhow::{bail, Context as _};
@@ -468,10 +473,12 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
     std::fs::write(dir.join("config.capnp"), workerd_config(stack, &provider, ports))?;
     let binary = workspace_root().join("node_modules/@cloudflare/workerd-linux-64/bin/workerd");
     let log = std::fs::File::create(dir.join("workerd.log"))?;
+    let inspector = std::env::var("BENCH_EDGE_INSPECTOR").ok();
     let workerd = Stopped(
         std::process::Command::new(&binary)
             .current_dir(&dir)
             .args(["serve", "config.capnp"])
+            .args(inspector.iter().map(|address| format!("--inspector-addr={address}")))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -527,6 +534,12 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
         }
     }
 
+    if let Some(address) = &inspector {
+        // A window of resolves only, for a CPU profile taken through the inspector (DevTools' Profiler).
+        eprintln!("profile window: 30000 warm resolves now; the worker's inspector is ws://{address}/popup");
+        load(&resolves, 30_000, CONNECTIONS, &[200, 204]).await?;
+        eprintln!("profile window ended");
+    }
     let before = process_cpu_seconds(pid)?;
     load(&noop, requests, CONNECTIONS, &[204]).await?;
     let noop_seconds = process_cpu_seconds(pid)? - before;

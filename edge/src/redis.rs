@@ -32,6 +32,8 @@ pub enum StoreUnavailable {
 }
 
 thread_local! {
+    /// The headers every request to the endpoint carries (its token is the isolate's configuration).
+    static REQUEST_HEADERS: RefCell<Option<web_sys::Headers>> = const { RefCell::new(None) };
     /// The isolate's breaker: an isolate serves many requests one after another and side by side.
     static BREAKER: RefCell<Breaker> = RefCell::new(Breaker::new(BreakerSettings {
         failures_to_open: defaults::BREAKER_FAILURES,
@@ -96,6 +98,20 @@ impl<'a> RedisClient<'a> {
         result
     }
 
+    /// The headers of every request to the endpoint, made once per isolate: `fetch` copies them into its
+    /// request, so one object serves them all.
+    fn headers(&self) -> Result<web_sys::Headers, JsValue> {
+        if let Some(headers) = REQUEST_HEADERS.with_borrow(Option::clone) {
+            return Ok(headers);
+        }
+        let headers = web_sys::Headers::new()?;
+        headers.set("Authorization", &format!("Bearer {}", self.config.token))?;
+        headers.set("Content-Type", "application/json")?;
+        headers.set(rest::ENCODING_HEADER.0, rest::ENCODING_HEADER.1)?;
+        REQUEST_HEADERS.with_borrow_mut(|slot| *slot = Some(headers.clone()));
+        Ok(headers)
+    }
+
     /// POSTs `body` to `path` and returns the status and the response text, both within the timeout: the
     /// request carries `AbortSignal.timeout`, which aborts the fetch and the body's read alike, so the
     /// runtime does not keep waiting either.
@@ -105,10 +121,7 @@ impl<'a> RedisClient<'a> {
     /// as a stream, a promise and a lock per chunk; with its timer future for the deadline, that glue cost
     /// more CPU per resolve than the resolve itself.
     async fn exchange(&self, path: &str, body: String) -> Result<(u16, String), StoreUnavailable> {
-        let headers = web_sys::Headers::new()?;
-        headers.set("Authorization", &format!("Bearer {}", self.config.token))?;
-        headers.set("Content-Type", "application/json")?;
-        headers.set(rest::ENCODING_HEADER.0, rest::ENCODING_HEADER.1)?;
+        let headers = self.headers()?;
         let timeout_ms = self.config.timeout.as_millis();
         let signal = web_sys::AbortSignal::timeout_with_u32(u32::try_from(timeout_ms).unwrap_or(u32::MAX));
         let init = web_sys::RequestInit::new();

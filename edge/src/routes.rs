@@ -9,6 +9,8 @@
 //!
 //! Request parsing is plain functions, tested natively; the handlers add the I/O.
 
+use std::cell::RefCell;
+
 use popup_core::context::{country_code, RequestContext};
 use popup_core::ids::{CampaignId, Timestamp, UserId};
 use popup_core::resolve::{resolve, Subject};
@@ -16,7 +18,11 @@ use popup_core::store::{Event, EventKind, EventOutcome, EventPlan, FlowStep, Res
 use popup_core::stream::holdout_appends;
 use popup_core::wire::{EventRequest, PopupQuery, PopupResponse};
 use serde::Serialize;
+use worker::js_sys::{Object, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{Request, Response};
+use worker::worker_sys::RateLimiter;
 use worker::{Context, Date, Env};
 
 use crate::cache;
@@ -112,7 +118,31 @@ pub async fn event(req: &Request, env: Env, id: &str, kind: &str) -> Result<Resp
 const CUSTOMER_LIMIT: &str = "CUSTOMER_LIMIT";
 const ADDRESS_LIMIT: &str = "ADDRESS_LIMIT";
 
+thread_local! {
+    /// The isolate's rate-limiting bindings, looked up on first use: an isolate's bindings never change.
+    static LIMITERS: RefCell<Vec<(&'static str, Option<RateLimiter>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The binding named `binding`, if the deployment has it.
+fn limiter(env: &Env, binding: &'static str) -> Option<RateLimiter> {
+    LIMITERS.with_borrow_mut(|limiters| {
+        if let Some((_, limiter)) = limiters.iter().find(|(name, _)| *name == binding) {
+            return limiter.clone();
+        }
+        let found = Reflect::get(env.as_ref(), &binding.into())
+            .ok()
+            .filter(|value| !value.is_undefined())
+            .map(JsCast::unchecked_into::<RateLimiter>);
+        limiters.push((binding, found.clone()));
+        found
+    })
+}
+
 async fn limit_address(env: &Env, req: &Request) -> Result<(), EdgeError> {
+    // Without the binding, the header is not even read.
+    if limiter(env, ADDRESS_LIMIT).is_none() {
+        return Ok(());
+    }
     match http::header(req, "CF-Connecting-IP")? {
         Some(address) => limit(env, ADDRESS_LIMIT, &address).await,
         None => Ok(()),
@@ -122,8 +152,9 @@ async fn limit_address(env: &Env, req: &Request) -> Result<(), EdgeError> {
 /// Asks the rate-limiting binding `binding` to admit a request for `key`: 429 when it does not. The
 /// binding counts per Cloudflare location and within its period; a binding that fails lets the request
 /// through, since the limits stop abuse and never decide what a customer is entitled to.
-async fn limit(env: &Env, binding: &str, key: &str) -> Result<(), EdgeError> {
-    match admitted(env, binding, key).await {
+async fn limit(env: &Env, binding: &'static str, key: &str) -> Result<(), EdgeError> {
+    let Some(limiter) = limiter(env, binding) else { return Ok(()) };
+    match admitted(&limiter, key).await {
         Ok(false) => Err(EdgeError::RateLimited),
         Ok(true) => Ok(()),
         Err(_) => {
@@ -133,18 +164,11 @@ async fn limit(env: &Env, binding: &str, key: &str) -> Result<(), EdgeError> {
     }
 }
 
-/// The binding's answer: `limit({key})` resolves to `{success}`. True without the binding.
-async fn admitted(env: &Env, binding: &str, key: &str) -> Result<bool, worker::wasm_bindgen::JsValue> {
-    use worker::js_sys::{Object, Reflect};
-    use worker::wasm_bindgen::JsCast;
-    let limiter = Reflect::get(env.as_ref(), &binding.into())?;
-    if limiter.is_undefined() {
-        return Ok(true);
-    }
+/// The binding's answer: `limit({key})` resolves to `{success}`.
+async fn admitted(limiter: &RateLimiter, key: &str) -> Result<bool, JsValue> {
     let options = Object::new();
     Reflect::set(&options, &"key".into(), &key.into())?;
-    let limiter: worker::worker_sys::RateLimiter = limiter.unchecked_into();
-    let outcome = worker::wasm_bindgen_futures::JsFuture::from(limiter.limit(options)?).await?;
+    let outcome = JsFuture::from(limiter.limit(options)?).await?;
     Ok(Reflect::get(&outcome, &"success".into())?.as_bool() != Some(false))
 }
 

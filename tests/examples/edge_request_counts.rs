@@ -449,6 +449,7 @@ async fn load(gets: &[Get], requests: u64, connections: u64, expected: &[u16]) -
 
 async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<DirectCpu> {
     const CONNECTIONS: u64 = 4;
+    const ROUNDS: u64 = 5;
     let dir = stack.dir().join("workerd");
     std::fs::create_dir_all(&dir)?;
     let bundle = popup_tests::edge_bundle()?;
@@ -544,27 +545,30 @@ async fn direct_workerd_cpu(stack: &Stack, requests: u64) -> anyhow::Result<Dire
         load(&resolves, 30_000, CONNECTIONS, &[200, 204]).await?;
         eprintln!("profile window ended");
     }
-    let before = process_cpu_seconds(pid)?;
-    load(&noop, requests, CONNECTIONS, &[204]).await?;
-    let noop_seconds = process_cpu_seconds(pid)? - before;
-    let before = process_cpu_seconds(pid)?;
-    load(&subrequest, requests, CONNECTIONS, &[204]).await?;
-    let subrequest_seconds = process_cpu_seconds(pid)? - before;
-    let before = process_cpu_seconds(pid)?;
-    load(&resolves, requests, CONNECTIONS, &[200, 204]).await?;
-    let resolve_seconds = process_cpu_seconds(pid)? - before;
-    let mut verified_ms = Vec::new();
-    for (alg, gets) in &verified {
-        let before = process_cpu_seconds(pid)?;
-        load(gets, requests, CONNECTIONS, &[200, 204]).await?;
-        verified_ms.push((*alg, (process_cpu_seconds(pid)? - before) * 1000.0 / requests as f64));
+    // Measured in rounds, each worker in turn, so that drift on the machine (another process, the clock,
+    // a collection) spreads over all of them instead of landing on whichever ran at that moment.
+    let mut rows: Vec<(&[Get], &[u16])> =
+        vec![(&noop, &[204]), (&subrequest, &[204]), (&resolves, &[200, 204])];
+    rows.extend(verified.iter().map(|(_, gets)| (gets.as_slice(), &[200u16, 204][..])));
+    let mut seconds = vec![0.0; rows.len()];
+    let per_round = requests / ROUNDS;
+    for _ in 0..ROUNDS {
+        for ((gets, expected), spent) in rows.iter().zip(seconds.iter_mut()) {
+            let before = process_cpu_seconds(pid)?;
+            load(gets, per_round, CONNECTIONS, expected).await?;
+            *spent += process_cpu_seconds(pid)? - before;
+        }
     }
+    let measured = per_round * ROUNDS;
+    let ms = |spent: f64| spent * 1000.0 / measured as f64;
+    let verified_ms =
+        verified.iter().zip(&seconds[3..]).map(|((alg, _), spent)| (*alg, ms(*spent))).collect();
     drop(workerd);
     Ok(DirectCpu {
-        requests,
-        resolve_ms: resolve_seconds * 1000.0 / requests as f64,
-        noop_ms: noop_seconds * 1000.0 / requests as f64,
-        subrequest_ms: subrequest_seconds * 1000.0 / requests as f64,
+        requests: measured,
+        resolve_ms: ms(seconds[2]),
+        noop_ms: ms(seconds[0]),
+        subrequest_ms: ms(seconds[1]),
         verified_ms,
     })
 }

@@ -97,20 +97,15 @@ impl fmt::Debug for RedisConfig {
 thread_local! {
     /// The isolate's configuration, read on its first request. An isolate's bindings never change while it
     /// lives (a new deployment or secret starts new isolates), and reading a dozen of them through JavaScript
-    /// on every request was a measurable share of its CPU. A configuration that fails is not kept: each
-    /// request reads it again and answers with the error.
+    /// on every request was a measurable share of its CPU. A configuration that fails is not kept (see
+    /// `cache::kept`): each request reads it again and answers with the error.
     static ISOLATE_CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
 }
 
 impl Config {
     /// The isolate's configuration: read from `env` once, then kept.
     pub fn of_isolate(env: &worker::Env) -> Result<Rc<Config>, ConfigError> {
-        if let Some(config) = ISOLATE_CONFIG.with_borrow(Option::clone) {
-            return Ok(config);
-        }
-        let config = Rc::new(Config::from_env(env)?);
-        ISOLATE_CONFIG.with_borrow_mut(|slot| *slot = Some(Rc::clone(&config)));
-        Ok(config)
+        crate::cache::kept(&ISOLATE_CONFIG, || Config::from_env(env).map(Rc::new))
     }
 
     /// Reads the worker's vars and secrets.

@@ -63,13 +63,11 @@ thread_local! {
 
 /// `Content-Type: application/json`, made once per isolate: a response copies the headers it is given.
 fn json_headers() -> Result<Headers, JsValue> {
-    if let Some(headers) = JSON_HEADERS.with_borrow(Option::clone) {
-        return Ok(headers);
-    }
-    let headers = Headers::new()?;
-    headers.set("Content-Type", "application/json")?;
-    JSON_HEADERS.with_borrow_mut(|slot| *slot = Some(headers.clone()));
-    Ok(headers)
+    crate::cache::kept(&JSON_HEADERS, || {
+        let headers = Headers::new()?;
+        headers.set("Content-Type", "application/json")?;
+        Ok(headers)
+    })
 }
 
 /// A plain-text response.

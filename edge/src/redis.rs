@@ -101,15 +101,13 @@ impl<'a> RedisClient<'a> {
     /// The headers of every request to the endpoint, made once per isolate: `fetch` copies them into its
     /// request, so one object serves them all.
     fn headers(&self) -> Result<web_sys::Headers, JsValue> {
-        if let Some(headers) = REQUEST_HEADERS.with_borrow(Option::clone) {
-            return Ok(headers);
-        }
-        let headers = web_sys::Headers::new()?;
-        headers.set("Authorization", &format!("Bearer {}", self.config.token))?;
-        headers.set("Content-Type", "application/json")?;
-        headers.set(rest::ENCODING_HEADER.0, rest::ENCODING_HEADER.1)?;
-        REQUEST_HEADERS.with_borrow_mut(|slot| *slot = Some(headers.clone()));
-        Ok(headers)
+        crate::cache::kept(&REQUEST_HEADERS, || {
+            let headers = web_sys::Headers::new()?;
+            headers.set("Authorization", &format!("Bearer {}", self.config.token))?;
+            headers.set("Content-Type", "application/json")?;
+            headers.set(rest::ENCODING_HEADER.0, rest::ENCODING_HEADER.1)?;
+            Ok(headers)
+        })
     }
 
     /// POSTs `body` to `path` and returns the status and the response text, both within the timeout: the

@@ -235,12 +235,6 @@ fn a_retried_event_is_recorded_once_and_clicks_do_not_count_as_impressions() {
     // Every post reaches the stream, with the event id ingest deduplicates on.
     let entries: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(redis.keys.events()).arg("-").arg("+").query(&mut redis.connection).unwrap();
-    let ids: Vec<String> = entries.ids.iter().map(|e| e.get::<String>("id").unwrap()).collect();
-    assert_eq!(ids.len(), 5);
-    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
-    assert_eq!(ids[0], format!("{}:impression", token.id));
-    // Each entry reads back as a record; both copies of the first impression carry the token's issue time
-    // (the table's partition key) though they were posted at different times.
     let records: Vec<Record> = entries
         .ids
         .iter()
@@ -250,6 +244,12 @@ fn a_retried_event_is_recorded_once_and_clicks_do_not_count_as_impressions() {
             Record::parse(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap()
         })
         .collect();
+    let ids: Vec<&str> = records.iter().map(|record| record.id.as_str()).collect();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    assert_eq!(ids[0], format!("{}:impression", token.id));
+    // Both copies of the first impression carry the token's issue time (the table's partition key) though
+    // they were posted at different times.
     assert_eq!((records[0].at, records[1].at), (T0, T0.plus(5)));
     assert_eq!((records[0].served, records[1].served), (T0, T0));
     assert_eq!(records[4].served, T0.plus(100));

@@ -170,7 +170,8 @@ fn issue_with(signer: &HmacSha256, claims: &TokenClaims) -> Result<String, Token
         claims.nonce,
         sep = FIELD_SEPARATOR,
     );
-    let mut token = String::with_capacity(PREFIX.len() + payload.len().div_ceil(3) * 4 + 1 + 43);
+    let encoded = |bytes: usize| (bytes * 4).div_ceil(3);
+    let mut token = String::with_capacity(PREFIX.len() + encoded(payload.len()) + 1 + encoded(MAC_LEN));
     token.push_str(PREFIX);
     URL_SAFE_NO_PAD.encode_string(payload.as_bytes(), &mut token);
     let mut mac = signer.clone();
